@@ -1,0 +1,379 @@
+//! The alert model: what can be wrong, how loud it is, and the lifecycle of
+//! each alert (opened, repeated while it lasts, resolved). Alerts are
+//! level-triggered: on every pass the engine states which conditions hold,
+//! and the [`AlertBook`] turns that into events.
+//!
+//! Every kind has a stable journald MESSAGE_ID; the catalog in `deploy/`
+//! explains each one, so never change an ID once released.
+
+use std::{collections::BTreeMap, fmt, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::MonoTime;
+
+/// syslog/journald priority of an alert while it is active. Resolutions are
+/// always logged at `Notice`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Priority {
+    Critical,
+    Warning,
+    Notice,
+}
+
+impl Priority {
+    /// The syslog number journald's PRIORITY field takes.
+    pub const fn syslog(self) -> u8 {
+        match self {
+            Priority::Critical => 2,
+            Priority::Warning => 4,
+            Priority::Notice => 5,
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Priority::Critical => "crit",
+            Priority::Warning => "warning",
+            Priority::Notice => "notice",
+        })
+    }
+}
+
+/// Every condition gnomon alerts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertKind {
+    /// Neither the primary nor any fallback can be used: the clock is free-running.
+    NoUsableReference,
+    /// The system clock is before the time floor.
+    ClockBeforeFloor,
+    /// The system clock is far from what trusted sources measure, though
+    /// not before the floor (e.g. restored from a day-old journal).
+    ClockFarOff,
+    /// The GPS reports a valid fix with a time that is wrong.
+    GpsInsane,
+    /// The primary reference is missing or unhealthy (which part, in the message).
+    PrimaryUnusable,
+    /// Fallbacks were made selectable.
+    FallbackEngaged,
+    /// A fallback has not answered for a long time, while still unused.
+    FallbackUnreachable,
+    /// chrony's command socket does not answer.
+    ChronyUnreachable,
+    /// The wanted source plan could not be written or loaded into chrony.
+    PlanNotApplied,
+    /// Persisted state could not be written.
+    StateNotSaved,
+    /// The operator froze the automation.
+    Frozen,
+    /// A change was due but the per-hour change bound held it back.
+    ChangeBudgetExhausted,
+}
+
+impl AlertKind {
+    pub const ALL: [AlertKind; 12] = [
+        AlertKind::NoUsableReference,
+        AlertKind::ClockBeforeFloor,
+        AlertKind::ClockFarOff,
+        AlertKind::GpsInsane,
+        AlertKind::PrimaryUnusable,
+        AlertKind::FallbackEngaged,
+        AlertKind::FallbackUnreachable,
+        AlertKind::ChronyUnreachable,
+        AlertKind::PlanNotApplied,
+        AlertKind::StateNotSaved,
+        AlertKind::Frozen,
+        AlertKind::ChangeBudgetExhausted,
+    ];
+
+    /// journald MESSAGE_ID (128-bit, lowercase hex without dashes). Stable.
+    pub const fn message_id(self) -> &'static str {
+        match self {
+            AlertKind::NoUsableReference => "d3274c527a7f44a0a105028cfe470c20",
+            AlertKind::ClockBeforeFloor => "26dcca6b148d4490a08a0293b5e1730b",
+            AlertKind::ClockFarOff => "b916726c58a741a98e7cf51726eb8422",
+            AlertKind::GpsInsane => "fed13c23d6524641a7c9f1d7acac0c48",
+            AlertKind::PrimaryUnusable => "1250aabf4a534b86a3685f86d078b3cb",
+            AlertKind::FallbackEngaged => "32bbaf7703d146aab44b9e335ff804dd",
+            AlertKind::FallbackUnreachable => "4fa67174de014479b66464226d32e8d1",
+            AlertKind::ChronyUnreachable => "8f597d0825d44420bb5f28bbe35780a8",
+            AlertKind::PlanNotApplied => "ac8725a514304565a8b8d3af1fc72cfe",
+            AlertKind::StateNotSaved => "20f2b76bbc3a4b8a8f655ce452d912b5",
+            AlertKind::Frozen => "f9bc5caf9572411f9ae36bc9423ea495",
+            AlertKind::ChangeBudgetExhausted => "21c6a1c86f6b4f07b9cf9194aee79dbc",
+        }
+    }
+
+    pub const fn priority(self) -> Priority {
+        match self {
+            AlertKind::NoUsableReference
+            | AlertKind::ClockBeforeFloor
+            | AlertKind::ClockFarOff
+            | AlertKind::GpsInsane => Priority::Critical,
+            AlertKind::PrimaryUnusable
+            | AlertKind::FallbackEngaged
+            | AlertKind::FallbackUnreachable
+            | AlertKind::ChronyUnreachable
+            | AlertKind::PlanNotApplied
+            | AlertKind::StateNotSaved
+            | AlertKind::ChangeBudgetExhausted => Priority::Warning,
+            AlertKind::Frozen => Priority::Notice,
+        }
+    }
+
+    /// The value of the `GNOMON_ALERT` journald field.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AlertKind::NoUsableReference => "no-usable-reference",
+            AlertKind::ClockBeforeFloor => "clock-before-floor",
+            AlertKind::ClockFarOff => "clock-far-off",
+            AlertKind::GpsInsane => "gps-insane",
+            AlertKind::PrimaryUnusable => "primary-unusable",
+            AlertKind::FallbackEngaged => "fallback-engaged",
+            AlertKind::FallbackUnreachable => "fallback-unreachable",
+            AlertKind::ChronyUnreachable => "chrony-unreachable",
+            AlertKind::PlanNotApplied => "plan-not-applied",
+            AlertKind::StateNotSaved => "state-not-saved",
+            AlertKind::Frozen => "frozen",
+            AlertKind::ChangeBudgetExhausted => "change-budget-exhausted",
+        }
+    }
+}
+
+impl fmt::Display for AlertKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One active condition: what, about which thing, in words, with evidence
+/// as structured fields (journald `GNOMON_<KEY>` fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub kind: AlertKind,
+    /// The thing the alert is about, e.g. a fallback's address; part of the
+    /// alert's identity, so two dead fallbacks are two alerts.
+    pub subject: Option<String>,
+    pub message: String,
+    /// Evidence as (field, value); field names are upper-case ASCII.
+    pub evidence: Vec<(String, String)>,
+}
+
+impl Alert {
+    pub fn new(kind: AlertKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            subject: None,
+            message: message.into(),
+            evidence: Vec::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn about(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with(mut self, field: &str, value: impl fmt::Display) -> Self {
+        self.evidence
+            .push((field.to_ascii_uppercase(), value.to_string()));
+        self
+    }
+
+    pub fn key(&self) -> AlertKey {
+        AlertKey {
+            kind: self.kind,
+            subject: self.subject.clone(),
+        }
+    }
+}
+
+/// Identity of an alert: its kind and subject.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AlertKey {
+    pub kind: AlertKind,
+    pub subject: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertPhase {
+    Opened,
+    Repeated,
+    Resolved,
+}
+
+impl fmt::Display for AlertPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AlertPhase::Opened => "opened",
+            AlertPhase::Repeated => "repeated",
+            AlertPhase::Resolved => "resolved",
+        })
+    }
+}
+
+/// An alert to log now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    pub phase: AlertPhase,
+    pub alert: Alert,
+    /// How long the condition has lasted (zero when opened).
+    pub active_for: Duration,
+}
+
+impl AlertEvent {
+    /// Priority to log this event at: the kind's while active, notice once resolved.
+    pub fn priority(&self) -> Priority {
+        match self.phase {
+            AlertPhase::Resolved => Priority::Notice,
+            AlertPhase::Opened | AlertPhase::Repeated => self.alert.kind.priority(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ActiveAlert {
+    alert: Alert,
+    opened: MonoTime,
+    last_emitted: MonoTime,
+}
+
+/// The set of active alerts and their timing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertBook {
+    active: BTreeMap<AlertKey, ActiveAlert>,
+}
+
+impl AlertBook {
+    /// Reconciles the active set with the conditions that hold now and
+    /// returns the events to log: newly true → opened, still true and due
+    /// → repeated, no longer true → resolved (with the last message).
+    pub fn reconcile(
+        &mut self,
+        now: MonoTime,
+        holding: Vec<Alert>,
+        realert: Duration,
+    ) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        let mut seen = BTreeMap::new();
+        for alert in holding {
+            seen.insert(alert.key(), alert);
+        }
+        let gone: Vec<AlertKey> = self
+            .active
+            .keys()
+            .filter(|k| !seen.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(a) = self.active.remove(&key) {
+                events.push(AlertEvent {
+                    phase: AlertPhase::Resolved,
+                    active_for: now.since(a.opened),
+                    alert: a.alert,
+                });
+            }
+        }
+        for (key, alert) in seen {
+            match self.active.get_mut(&key) {
+                Some(a) => {
+                    a.alert = alert;
+                    if now.since(a.last_emitted) >= realert {
+                        a.last_emitted = now;
+                        events.push(AlertEvent {
+                            phase: AlertPhase::Repeated,
+                            alert: a.alert.clone(),
+                            active_for: now.since(a.opened),
+                        });
+                    }
+                }
+                None => {
+                    events.push(AlertEvent {
+                        phase: AlertPhase::Opened,
+                        alert: alert.clone(),
+                        active_for: Duration::ZERO,
+                    });
+                    self.active.insert(
+                        key,
+                        ActiveAlert {
+                            alert,
+                            opened: now,
+                            last_emitted: now,
+                        },
+                    );
+                }
+            }
+        }
+        events
+    }
+
+    pub fn active(&self) -> impl Iterator<Item = &Alert> {
+        self.active.values().map(|a| &a.alert)
+    }
+
+    pub fn is_active(&self, kind: AlertKind) -> bool {
+        self.active.keys().any(|k| k.kind == kind)
+    }
+
+    /// When the next repeat falls due, for the engine's wake-up.
+    pub fn next_repeat(&self, realert: Duration) -> Option<MonoTime> {
+        self.active
+            .values()
+            .map(|a| a.last_emitted.plus(realert))
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: u64) -> MonoTime {
+        MonoTime::from_duration(Duration::from_secs(s))
+    }
+
+    #[test]
+    fn lifecycle_open_repeat_resolve() {
+        let mut book = AlertBook::default();
+        let realert = Duration::from_secs(600);
+        let a = Alert::new(AlertKind::FallbackUnreachable, "silent").about("192.0.2.1");
+        let ev = book.reconcile(t(0), vec![a.clone()], realert);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].phase, AlertPhase::Opened);
+        assert!(book.reconcile(t(599), vec![a.clone()], realert).is_empty());
+        let ev = book.reconcile(t(600), vec![a.clone()], realert);
+        assert_eq!(ev[0].phase, AlertPhase::Repeated);
+        assert_eq!(ev[0].active_for, Duration::from_secs(600));
+        let ev = book.reconcile(t(700), vec![], realert);
+        assert_eq!(ev[0].phase, AlertPhase::Resolved);
+        assert_eq!(ev[0].priority(), Priority::Notice);
+        assert!(!book.is_active(AlertKind::FallbackUnreachable));
+    }
+
+    #[test]
+    fn subjects_are_distinct_alerts() {
+        let mut book = AlertBook::default();
+        let a = Alert::new(AlertKind::FallbackUnreachable, "x").about("a");
+        let b = Alert::new(AlertKind::FallbackUnreachable, "x").about("b");
+        let ev = book.reconcile(t(0), vec![a, b], Duration::from_secs(60));
+        assert_eq!(ev.len(), 2);
+    }
+
+    #[test]
+    fn message_ids_are_unique_uuids() {
+        let mut ids: Vec<&str> = AlertKind::ALL.iter().map(|k| k.message_id()).collect();
+        assert!(ids
+            .iter()
+            .all(|i| i.len() == 32 && i.chars().all(|c| c.is_ascii_hexdigit())));
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), AlertKind::ALL.len());
+    }
+}

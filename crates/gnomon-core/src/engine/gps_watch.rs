@@ -1,0 +1,455 @@
+//! Judges the GPS hat on the `gps` host: is NMEA flowing with a usable fix,
+//! are pulses regular, does each sentence follow its pulse, and is the time
+//! it reports sane (after the floor, not a week-rollover, no jumps, in
+//! agreement with independent NTP sources)?
+
+use std::{collections::VecDeque, fmt, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::Thresholds,
+    gps::{FixMode, GpsEpoch, PpsEdge},
+    time::{human_duration, MonoTime, Offset, WallTime, GPS_ROLLOVER},
+};
+
+/// A missing or unusable part of the GPS: the GPS is not used, but it is
+/// not lying either.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "fault")]
+pub enum GpsFault {
+    /// No NMEA epoch for longer than the timeout.
+    NmeaMissing { pps_present: bool },
+    /// NMEA flows but says there is no fix.
+    NoFix { pps_present: bool, detail: String },
+    /// A fix, but below the configured quality gates.
+    PoorQuality { detail: String },
+    /// PPS is expected but no pulse came within the timeout.
+    PpsMissing,
+    /// The last pulse interval was not 1 s within tolerance.
+    PpsIrregular { interval: Duration },
+    /// The sentence for a second did not arrive within the window after its pulse.
+    Misaligned { delay: Option<Duration> },
+}
+
+impl fmt::Display for GpsFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpsFault::NmeaMissing { pps_present: true } => {
+                f.write_str("PPS pulses arrive but NMEA has stopped: no time to go with them")
+            }
+            GpsFault::NmeaMissing { pps_present: false } => {
+                f.write_str("no NMEA from the receiver and no PPS")
+            }
+            GpsFault::NoFix {
+                pps_present: true,
+                detail,
+            } => write!(
+                f,
+                "PPS pulses arrive but the receiver has no fix ({detail})"
+            ),
+            GpsFault::NoFix {
+                pps_present: false,
+                detail,
+            } => write!(f, "the receiver has no fix ({detail})"),
+            GpsFault::PoorQuality { detail } => write!(f, "fix quality too low: {detail}"),
+            GpsFault::PpsMissing => f.write_str("NMEA has a fix but no PPS pulse arrives"),
+            GpsFault::PpsIrregular { interval } => write!(
+                f,
+                "PPS interval {:.3} s is not 1 s within tolerance",
+                interval.as_secs_f64()
+            ),
+            GpsFault::Misaligned { delay: Some(d) } => write!(
+                f,
+                "NMEA second does not line up with the pulse: sentence arrived {} after it",
+                human_duration(*d)
+            ),
+            GpsFault::Misaligned { delay: None } => f.write_str(
+                "NMEA second does not line up with the pulse: no pulse before the sentence",
+            ),
+        }
+    }
+}
+
+/// The GPS reports a fix but its time is wrong: the dangerous case, since
+/// chrony told to `trust` it would follow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "insanity")]
+pub enum GpsInsanity {
+    /// Exactly one GPS week era (1024 weeks) in the past.
+    Rollover { gps: WallTime, floor: WallTime },
+    /// Before the time floor, not explained by a rollover.
+    BeforeFloor { gps: WallTime, floor: WallTime },
+    /// Time moved by a different amount than the monotonic clock did.
+    Jumped { by: Offset },
+    /// Independent NTP sources measure a different time.
+    Disagrees {
+        gps_offset: Offset,
+        independent_offset: Offset,
+        sources: usize,
+    },
+}
+
+impl fmt::Display for GpsInsanity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpsInsanity::Rollover { gps, floor } => write!(
+                f,
+                "GPS says {gps}, 1024 weeks before the real date (week-number rollover); time floor {floor}"
+            ),
+            GpsInsanity::BeforeFloor { gps, floor } => {
+                write!(f, "GPS says {gps}, before the time floor {floor}")
+            }
+            GpsInsanity::Jumped { by } => write!(f, "GPS time jumped by {by}"),
+            GpsInsanity::Disagrees {
+                gps_offset,
+                independent_offset,
+                sources,
+            } => write!(
+                f,
+                "GPS disagrees with {sources} independent NTP source(s) by {}: GPS offset {gps_offset}, NTP offset {independent_offset}",
+                *gps_offset - *independent_offset
+            ),
+        }
+    }
+}
+
+/// The verdict on the GPS at one instant.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct GpsVerdict {
+    pub faults: Vec<GpsFault>,
+    pub insanity: Option<GpsInsanity>,
+}
+
+impl GpsVerdict {
+    pub fn healthy(&self) -> bool {
+        self.faults.is_empty() && self.insanity.is_none()
+    }
+
+    /// One line: insanity first, then the missing parts.
+    pub fn describe(&self) -> String {
+        if let Some(i) = &self.insanity {
+            return i.to_string();
+        }
+        if self.faults.is_empty() {
+            return "GPS healthy".to_owned();
+        }
+        self.faults
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// What the watch has seen, for status displays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpsObservation {
+    pub last_epoch: Option<GpsEpoch>,
+    pub last_epoch_age: Option<Duration>,
+    pub last_pulse_age: Option<Duration>,
+    pub last_interval: Option<Duration>,
+    /// Mean absolute deviation of pulse intervals from 1 s.
+    pub pps_jitter: Option<Duration>,
+    pub pulses: u64,
+    pub missed_pulses: u64,
+    /// Delay from the pulse to the sentence of the last epoch.
+    pub alignment: Option<Duration>,
+    /// GPS time − system time, from the pulse when aligned, else from NMEA arrival.
+    pub gps_offset: Option<Offset>,
+    pub offset_from_pps: bool,
+}
+
+const EDGES_KEPT: usize = 4;
+/// Pulse intervals averaged for the jitter figure.
+const JITTER_WEIGHT: f64 = 1.0 / 16.0;
+
+#[derive(Debug, Clone)]
+pub(crate) struct GpsWatch {
+    pps_required: bool,
+    last_epoch: Option<GpsEpoch>,
+    prev_fix: Option<(WallTime, MonoTime)>,
+    last_jump: Option<(MonoTime, Offset)>,
+    edges: VecDeque<PpsEdge>,
+    last_interval: Option<Duration>,
+    jitter_s: Option<f64>,
+    pulses: u64,
+    missed_pulses: u64,
+    alignment: Option<Duration>,
+    gps_offset: Option<Offset>,
+    offset_from_pps: bool,
+}
+
+impl GpsWatch {
+    pub(crate) fn new(pps_required: bool) -> Self {
+        Self {
+            pps_required,
+            last_epoch: None,
+            prev_fix: None,
+            last_jump: None,
+            edges: VecDeque::with_capacity(EDGES_KEPT),
+            last_interval: None,
+            jitter_s: None,
+            pulses: 0,
+            missed_pulses: 0,
+            alignment: None,
+            gps_offset: None,
+            offset_from_pps: false,
+        }
+    }
+
+    pub(crate) fn set_pps_required(&mut self, required: bool) {
+        self.pps_required = required;
+    }
+
+    pub(crate) fn pulse(&mut self, edge: PpsEdge) {
+        if let Some(prev) = self.edges.back() {
+            let gap = edge.sequence.saturating_sub(prev.sequence);
+            if gap > 1 {
+                self.missed_pulses = self.missed_pulses.saturating_add(gap - 1);
+            }
+            let interval = edge.mono.since(prev.mono);
+            if gap == 1 {
+                self.last_interval = Some(interval);
+                let dev = (interval.as_secs_f64() - 1.0).abs();
+                self.jitter_s = Some(match self.jitter_s {
+                    Some(j) => j + (dev - j) * JITTER_WEIGHT,
+                    None => dev,
+                });
+            } else {
+                // After missed pulses the interval says nothing about jitter.
+                self.last_interval = None;
+            }
+        }
+        if self.edges.len() == EDGES_KEPT {
+            self.edges.pop_front();
+        }
+        self.edges.push_back(edge);
+        self.pulses = self.pulses.saturating_add(1);
+    }
+
+    pub(crate) fn epoch(&mut self, epoch: GpsEpoch, t: &Thresholds) {
+        let has_fix = fix_ok(&epoch);
+        // The pulse this sentence belongs to: the latest edge before it.
+        let edge = self
+            .edges
+            .iter()
+            .rev()
+            .find(|e| e.mono <= epoch.received_mono)
+            .copied();
+        self.alignment = edge.map(|e| epoch.received_mono.since(e.mono));
+        match (epoch.utc, has_fix) {
+            (Some(utc), true) => {
+                let aligned = self.alignment.is_some_and(|d| d <= t.nmea_window);
+                match edge {
+                    Some(e) if aligned && utc.subsec_nanos() == 0 => {
+                        self.gps_offset = Some(utc.since(e.wall));
+                        self.offset_from_pps = true;
+                    }
+                    _ => {
+                        self.gps_offset = Some(utc.since(epoch.received_wall));
+                        self.offset_from_pps = false;
+                    }
+                }
+                if let Some((prev_utc, prev_mono)) = self.prev_fix {
+                    let elapsed = epoch.received_mono.since(prev_mono);
+                    if elapsed <= Duration::from_secs(10) {
+                        let err = utc.since(prev_utc) - Offset::from_duration(elapsed);
+                        if err.abs() > t.max_gps_disagreement {
+                            self.last_jump = Some((epoch.received_mono, round_to_second(err)));
+                        }
+                    }
+                }
+                self.prev_fix = Some((utc, epoch.received_mono));
+            }
+            _ => {
+                self.gps_offset = None;
+                self.prev_fix = None;
+            }
+        }
+        self.last_epoch = Some(epoch);
+    }
+
+    fn pps_present(&self, now: MonoTime, t: &Thresholds) -> bool {
+        self.edges
+            .back()
+            .is_some_and(|e| now.since(e.mono) <= t.pps_timeout)
+    }
+
+    /// Judges the GPS now. `independent` is the median offset of
+    /// independent NTP sources and how many there were, when measurable.
+    pub(crate) fn verdict(
+        &self,
+        now: MonoTime,
+        t: &Thresholds,
+        floor: WallTime,
+        independent: Option<(Offset, usize)>,
+    ) -> GpsVerdict {
+        let mut v = GpsVerdict::default();
+        let pps_present = self.pps_present(now, t);
+        let epoch = match &self.last_epoch {
+            Some(e) if now.since(e.received_mono) <= t.nmea_timeout => e,
+            _ => {
+                v.faults.push(GpsFault::NmeaMissing { pps_present });
+                if self.pps_required && !pps_present {
+                    v.faults.push(GpsFault::PpsMissing);
+                }
+                return v;
+            }
+        };
+        if !fix_ok(epoch) {
+            v.faults.push(GpsFault::NoFix {
+                pps_present,
+                detail: no_fix_detail(epoch),
+            });
+            return v;
+        }
+        if let Some(detail) = quality_problem(epoch, t) {
+            v.faults.push(GpsFault::PoorQuality { detail });
+        }
+        if self.pps_required {
+            if !pps_present {
+                v.faults.push(GpsFault::PpsMissing);
+            } else {
+                if let Some(i) = self.last_interval {
+                    let dev = Offset::from_duration(i) - Offset::from_secs(1);
+                    if dev.abs() > t.pps_interval_tolerance {
+                        v.faults.push(GpsFault::PpsIrregular { interval: i });
+                    }
+                }
+                match self.alignment {
+                    Some(d) if d <= t.nmea_window => {}
+                    other => v.faults.push(GpsFault::Misaligned { delay: other }),
+                }
+            }
+        }
+        v.insanity = self.insanity(now, epoch, t, floor, independent);
+        v
+    }
+
+    fn insanity(
+        &self,
+        now: MonoTime,
+        epoch: &GpsEpoch,
+        t: &Thresholds,
+        floor: WallTime,
+        independent: Option<(Offset, usize)>,
+    ) -> Option<GpsInsanity> {
+        let gps = epoch.utc?;
+        if gps < floor {
+            let corrected = gps.plus(GPS_ROLLOVER);
+            let one_day = Duration::from_secs(86_400);
+            let rollover = match (independent, self.gps_offset) {
+                (Some((indep, _)), _) => {
+                    let true_time = epoch.received_wall.offset_by(indep);
+                    corrected.since(true_time).abs() <= one_day
+                }
+                // Without an independent measure, a date that lands after
+                // the floor once a week era is added is most likely one.
+                (None, _) => corrected >= floor.minus(one_day),
+            };
+            return Some(if rollover {
+                GpsInsanity::Rollover { gps, floor }
+            } else {
+                GpsInsanity::BeforeFloor { gps, floor }
+            });
+        }
+        if let Some((at, by)) = self.last_jump {
+            if now.since(at) < t.hold {
+                return Some(GpsInsanity::Jumped { by });
+            }
+        }
+        if let (Some((indep, sources)), Some(gps_offset)) = (independent, self.gps_offset) {
+            let mut allowed = t.max_gps_disagreement;
+            if !self.offset_from_pps {
+                allowed = allowed.saturating_add(t.nmea_window);
+            }
+            if (gps_offset - indep).abs() > allowed {
+                return Some(GpsInsanity::Disagrees {
+                    gps_offset,
+                    independent_offset: indep,
+                    sources,
+                });
+            }
+        }
+        None
+    }
+
+    pub(crate) fn observation(&self, now: MonoTime) -> GpsObservation {
+        GpsObservation {
+            last_epoch_age: self.last_epoch.as_ref().map(|e| now.since(e.received_mono)),
+            last_epoch: self.last_epoch.clone(),
+            last_pulse_age: self.edges.back().map(|e| now.since(e.mono)),
+            last_interval: self.last_interval,
+            pps_jitter: self
+                .jitter_s
+                .and_then(|j| Duration::try_from_secs_f64(j).ok()),
+            pulses: self.pulses,
+            missed_pulses: self.missed_pulses,
+            alignment: self.alignment,
+            gps_offset: self.gps_offset,
+            offset_from_pps: self.offset_from_pps,
+        }
+    }
+
+    /// When the current jump suspicion ends, for the engine's wake-up.
+    pub(crate) fn jump_expiry(&self, hold: Duration) -> Option<MonoTime> {
+        self.last_jump.map(|(at, _)| at.plus(hold))
+    }
+}
+
+fn fix_ok(e: &GpsEpoch) -> bool {
+    e.utc.is_some()
+        && e.fix >= FixMode::Fix2D
+        && e.rmc_valid != Some(false)
+        && e.gga_quality != Some(0)
+}
+
+fn no_fix_detail(e: &GpsEpoch) -> String {
+    let mut parts = Vec::new();
+    if e.utc.is_none() {
+        parts.push("no date and time".to_owned());
+    }
+    if e.rmc_valid == Some(false) {
+        parts.push("RMC status V".to_owned());
+    }
+    if e.gga_quality == Some(0) {
+        parts.push("GGA quality 0".to_owned());
+    }
+    if e.fix < FixMode::Fix2D {
+        parts.push("fix mode none".to_owned());
+    }
+    parts.join(", ")
+}
+
+fn quality_problem(e: &GpsEpoch, t: &Thresholds) -> Option<String> {
+    let mut parts = Vec::new();
+    if e.fix < t.min_fix {
+        parts.push(format!("fix {} below {}", e.fix, t.min_fix));
+    }
+    if let Some(n) = e.sats_used {
+        if n < t.min_satellites {
+            parts.push(format!("{n} satellites used, need {}", t.min_satellites));
+        }
+    }
+    if let Some(h) = e.hdop {
+        if f64::from(h) > t.max_hdop {
+            parts.push(format!("HDOP {h:.1} above {:.1}", t.max_hdop));
+        }
+    }
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join(", "))
+    }
+}
+
+fn round_to_second(o: Offset) -> Offset {
+    let n = o.as_nanos();
+    let s = (n + n.signum() * 500_000_000) / 1_000_000_000;
+    if s == 0 {
+        o
+    } else {
+        Offset::from_secs(s)
+    }
+}

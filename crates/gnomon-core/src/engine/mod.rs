@@ -1,0 +1,1419 @@
+//! The decision engine: observes the GPS, chrony and the system clock,
+//! decides which sources chrony may select, when the GPS may feed chrony,
+//! when to step the clock, and what to alert on. Sans-IO: time is always an
+//! argument and every effect is an [`Action`] for the IO layer.
+//!
+//! Level-triggered: each call to [`Engine::handle`] recomputes what should be
+//! from what is observed, and re-issues whatever chrony does not yet match.
+
+mod budget;
+mod gps_watch;
+mod status;
+mod types;
+
+use std::time::Duration;
+
+pub use gps_watch::{GpsFault, GpsInsanity, GpsObservation, GpsVerdict};
+pub use status::{ChronyStatus, ClockStatus, FallbackStatus, GpsStatus, PrimaryStatus, Status};
+pub use types::{
+    Action, Decision, DecisionKind, EngineState, FallbackMode, FreezeRecord, Input,
+    OperatorCommand, PersistedState,
+};
+
+use crate::{
+    alert::{Alert, AlertBook, AlertKind},
+    chrony::{ChronySnapshot, ChronySourceMode, SelectionState, SourceReport},
+    config::{Config, NtpServerConfig, PpsKind, Role, Thresholds},
+    source::{
+        AssociationKind, FallbackTier, NtpSource, PlannedSource, SourceAddress, SourcePlan,
+        SourceRole,
+    },
+    time::{human_duration, MonoTime, Offset, TimeFloor, WallTime},
+};
+use budget::ChangeBudget;
+use gps_watch::GpsWatch;
+
+/// A failed apply is retried this often (and an unanswered one re-sent).
+pub const APPLY_RETRY: Duration = Duration::from_secs(5);
+/// chrony's view is compared with the plan only this long after an apply,
+/// so a snapshot taken before the reload is not mistaken for disagreement.
+pub const RECONCILE_SETTLE: Duration = Duration::from_secs(5);
+/// A step request is repeated at most this often while still needed.
+pub const STEP_RETRY: Duration = Duration::from_secs(30);
+/// A failed state write is retried this often.
+pub const PERSIST_RETRY: Duration = Duration::from_secs(30);
+/// A wall-clock reading this far from the extrapolated previous one means
+/// the clock was stepped.
+pub const STEP_DETECT: Duration = Duration::from_secs(1);
+/// Margin below the time floor before a clock or source is called insane.
+pub const FLOOR_MARGIN: Duration = Duration::from_secs(60);
+/// A clock this far from its trusted sources breaks Kerberos, TOTP and
+/// freshly issued TLS certificates: critical even above the floor.
+pub const CLOCK_FAR_OFF: Duration = Duration::from_secs(300);
+
+/// What the engine concluded about the primary reference on one pass.
+#[derive(Debug, Clone, PartialEq)]
+struct PrimaryHealth {
+    /// `None` when it cannot be judged (a client without word from chrony).
+    healthy: Option<bool>,
+    detail: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct FallbackWatch {
+    last_answering: Option<MonoTime>,
+    watched_since: Option<MonoTime>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct FallbackAssessment {
+    answering: bool,
+    usable: bool,
+    offset: Option<Offset>,
+    silent_for: Option<Duration>,
+}
+
+/// The decision engine. One per daemon; all state lives here.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: Config,
+    floor: TimeFloor,
+    primaries: Vec<NtpSource>,
+    fallbacks: Vec<(NtpSource, FallbackTier)>,
+    started: Option<MonoTime>,
+
+    // Observations.
+    wall: Option<(WallTime, MonoTime)>,
+    snapshot: Option<(ChronySnapshot, MonoTime)>,
+    chrony_error: Option<String>,
+    chrony_heard: bool,
+    gps: Option<GpsWatch>,
+
+    // Health over time.
+    primary: PrimaryHealth,
+    primary_healthy_since: Option<MonoTime>,
+    primary_unhealthy_since: Option<MonoTime>,
+    primary_ever_healthy: bool,
+    gps_verdict: GpsVerdict,
+    gps_healthy_since: Option<MonoTime>,
+    fallback_watch: Vec<FallbackWatch>,
+    fallback_now: Vec<FallbackAssessment>,
+
+    // Decisions.
+    engaged: bool,
+    engage_reason: String,
+    mode: FallbackMode,
+    freeze: Option<FreezeRecord>,
+    budget: ChangeBudget,
+    deferred: Option<DecisionKind>,
+    gate_open: bool,
+    applied: Option<(SourcePlan, MonoTime)>,
+    in_flight: Option<(SourcePlan, MonoTime)>,
+    apply_error: Option<String>,
+    last_step: Option<MonoTime>,
+
+    // Persistence.
+    persist_wanted: bool,
+    last_persist: Option<MonoTime>,
+    /// Latest wall time at which chrony was seen synchronised to a trusted source.
+    sync_seen: Option<WallTime>,
+    persist_error: Option<String>,
+
+    // Reporting.
+    state: EngineState,
+    alerts: AlertBook,
+    last_headline: Option<String>,
+    last_wake: Option<MonoTime>,
+}
+
+impl Engine {
+    /// An engine for a checked configuration, with the time floor's fixed
+    /// parts and whatever state the last run persisted.
+    pub fn new(config: Config, floor: TimeFloor, restored: PersistedState) -> Self {
+        let budget = ChangeBudget::new(config.thresholds.max_changes_per_hour);
+        let mut engine = Engine {
+            floor,
+            primaries: Vec::new(),
+            fallbacks: Vec::new(),
+            started: None,
+            wall: None,
+            snapshot: None,
+            chrony_error: None,
+            chrony_heard: false,
+            gps: None,
+            primary: PrimaryHealth {
+                healthy: None,
+                detail: "not assessed yet".to_owned(),
+            },
+            primary_healthy_since: None,
+            primary_unhealthy_since: None,
+            primary_ever_healthy: false,
+            gps_verdict: GpsVerdict::default(),
+            gps_healthy_since: None,
+            fallback_watch: Vec::new(),
+            fallback_now: Vec::new(),
+            engaged: restored.fallbacks_engaged,
+            engage_reason: if restored.fallbacks_engaged {
+                "fallbacks were engaged when gnomond last stopped".to_owned()
+            } else {
+                String::new()
+            },
+            mode: restored.fallback_mode,
+            freeze: restored.freeze,
+            budget,
+            deferred: None,
+            gate_open: false,
+            applied: None,
+            in_flight: None,
+            apply_error: None,
+            last_step: None,
+            persist_wanted: false,
+            last_persist: None,
+            sync_seen: None,
+            persist_error: None,
+            state: EngineState::Starting,
+            alerts: AlertBook::default(),
+            last_headline: None,
+            last_wake: None,
+            config,
+        };
+        if let Some(t) = restored.last_synchronised {
+            engine.floor.raise_last_synchronised(t);
+        }
+        engine.apply_config();
+        engine
+    }
+
+    /// Takes a new (checked) configuration without losing what was observed
+    /// or decided; the next pass re-plans with it.
+    pub fn reconfigure(&mut self, config: Config) {
+        self.config = config;
+        self.apply_config();
+    }
+
+    fn apply_config(&mut self) {
+        let c = &self.config;
+        self.primaries = c
+            .primary
+            .servers
+            .iter()
+            .map(|s| ntp_source(s, AssociationKind::Server))
+            .collect();
+        self.fallbacks = c
+            .fallback
+            .peers
+            .iter()
+            .map(|s| (ntp_source(s, AssociationKind::Peer), FallbackTier::LanPeer))
+            .chain(c.fallback.servers.iter().map(|s| {
+                (
+                    ntp_source(s, AssociationKind::Server),
+                    FallbackTier::PublicIpLiteral,
+                )
+            }))
+            .collect();
+        self.fallback_watch
+            .resize(self.fallbacks.len(), FallbackWatch::default());
+        self.budget.set_max(c.thresholds.max_changes_per_hour);
+        let pps_required = c.gps.as_ref().is_some_and(|g| g.pps != PpsKind::None);
+        match (c.role, &mut self.gps) {
+            (Role::Gps, Some(g)) => g.set_pps_required(pps_required),
+            (Role::Gps, None) => self.gps = Some(GpsWatch::new(pps_required)),
+            (Role::Client, _) => self.gps = None,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn state(&self) -> EngineState {
+        self.state
+    }
+
+    pub fn fallbacks_engaged(&self) -> bool {
+        self.engaged
+    }
+
+    pub fn gate_open(&self) -> bool {
+        self.gate_open
+    }
+
+    pub fn floor(&self) -> &TimeFloor {
+        &self.floor
+    }
+
+    /// What to write at shutdown (and what the last pass wanted written).
+    pub fn persisted_state(&self) -> PersistedState {
+        PersistedState {
+            last_synchronised: self.floor.last_synchronised.max(self.sync_seen),
+            freeze: self.freeze.clone(),
+            fallback_mode: self.mode,
+            fallbacks_engaged: self.engaged,
+        }
+    }
+
+    /// The plan the engine wants chrony to have right now.
+    pub fn desired_plan(&self) -> SourcePlan {
+        let mut sources: Vec<PlannedSource> = self
+            .primaries
+            .iter()
+            .map(|s| PlannedSource {
+                source: s.clone(),
+                role: SourceRole::Primary,
+                selectable: true,
+            })
+            .collect();
+        sources.extend(self.fallbacks.iter().map(|(s, tier)| PlannedSource {
+            source: s.clone(),
+            role: SourceRole::Fallback(*tier),
+            selectable: self.engaged,
+        }));
+        SourcePlan { sources }
+    }
+
+    /// Handles one input at monotonic time `now` and returns what to do.
+    pub fn handle(&mut self, now: MonoTime, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.started.get_or_insert(now);
+        let t = self.config.thresholds.clone();
+        match input {
+            Input::Tick { wall } => {
+                // A wall clock that moved differently from the monotonic
+                // clock was stepped: chrony's figures from before the step
+                // are relative to the old clock and no longer evidence.
+                if let Some(expected) = self.wall_now(now) {
+                    if wall.since(expected).abs() > STEP_DETECT {
+                        self.snapshot = None;
+                    }
+                }
+                self.wall = Some((wall, now));
+            }
+            Input::GpsEpoch(mut e) => {
+                // An arrival "in the future" is a bug upstream; never let it
+                // keep a stale epoch looking fresh.
+                e.received_mono = e.received_mono.min(now);
+                if let Some(g) = &mut self.gps {
+                    g.epoch(e, &t);
+                }
+            }
+            Input::PpsEdge(mut p) => {
+                p.mono = p.mono.min(now);
+                if let Some(g) = &mut self.gps {
+                    g.pulse(p);
+                }
+            }
+            Input::Chrony(s) => {
+                if self.chrony_error.is_some() {
+                    // chronyd came back (perhaps restarted): make sure it
+                    // has the plan rather than trusting what it had before.
+                    self.applied = None;
+                    self.in_flight = None;
+                }
+                if self.wall.is_none_or(|(_, at)| at < now) {
+                    self.wall = Some((s.taken_wall, now));
+                }
+                self.chrony_error = None;
+                self.chrony_heard = true;
+                self.snapshot = Some((s, now));
+            }
+            Input::ChronyUnreachable { error } => {
+                self.chrony_error = Some(error);
+                self.chrony_heard = true;
+                self.snapshot = None;
+            }
+            Input::PlanApplied { plan, outcome } => {
+                if self.in_flight.as_ref().is_some_and(|(p, _)| *p == plan) {
+                    self.in_flight = None;
+                }
+                match outcome {
+                    Ok(()) => {
+                        self.applied = Some((plan, now));
+                        self.apply_error = None;
+                    }
+                    Err(e) => self.apply_error = Some(e),
+                }
+            }
+            Input::StateSaved { outcome } => match outcome {
+                Ok(()) => self.persist_error = None,
+                Err(e) => {
+                    self.persist_error = Some(e);
+                    self.persist_wanted = true;
+                }
+            },
+            Input::Command(c) => self.command(now, c, &mut out),
+        }
+        self.pass(now, &t, &mut out);
+        out
+    }
+
+    fn command(&mut self, now: MonoTime, c: OperatorCommand, out: &mut Vec<Action>) {
+        match c {
+            OperatorCommand::Freeze { reason } => {
+                let wall = self.wall_now(now);
+                self.record(
+                    now,
+                    DecisionKind::Freeze,
+                    format!("frozen by operator: {reason}"),
+                    out,
+                );
+                self.freeze = Some(FreezeRecord {
+                    reason,
+                    since: wall,
+                });
+                self.persist_wanted = true;
+            }
+            OperatorCommand::Thaw => {
+                if let Some(f) = self.freeze.take() {
+                    self.record(
+                        now,
+                        DecisionKind::Thaw,
+                        format!("thawed by operator (was frozen: {})", f.reason),
+                        out,
+                    );
+                    // Whatever happened meanwhile, make chrony match the plan.
+                    self.applied = None;
+                    self.persist_wanted = true;
+                }
+            }
+            OperatorCommand::Fallback { mode } => {
+                if mode != self.mode {
+                    self.mode = mode;
+                    self.record(
+                        now,
+                        DecisionKind::FallbackOverride,
+                        format!("operator set fallback mode to {mode}"),
+                        out,
+                    );
+                    self.persist_wanted = true;
+                }
+            }
+            OperatorCommand::Reassess => {
+                self.applied = None;
+                self.in_flight = None;
+                self.last_headline = None;
+                self.last_wake = None;
+            }
+        }
+    }
+
+    fn wall_now(&self, now: MonoTime) -> Option<WallTime> {
+        self.wall.map(|(w, at)| w.plus(now.since(at)))
+    }
+
+    fn fresh_snapshot(&self, now: MonoTime, t: &Thresholds) -> Option<&ChronySnapshot> {
+        self.snapshot
+            .as_ref()
+            .filter(|(_, at)| now.since(*at) <= t.chrony_max_age)
+            .map(|(s, _)| s)
+    }
+
+    fn record(&self, now: MonoTime, kind: DecisionKind, reason: String, out: &mut Vec<Action>) {
+        out.push(Action::Record(Decision {
+            at: now,
+            wall: self.wall_now(now),
+            kind,
+            state: self.state,
+            reason,
+        }));
+    }
+
+    fn pass(&mut self, now: MonoTime, t: &Thresholds, out: &mut Vec<Action>) {
+        let wall = self.wall_now(now);
+        let floor = self.judging_floor();
+        self.assess_fallbacks(now, t, wall, floor);
+        self.assess_primary(now, t, floor);
+        if self.freeze.is_none() {
+            self.decide_engagement(now, t, out);
+            self.drive_gate(now, out);
+            self.drive_plan(now, t, out);
+            self.drive_step(now, t, wall, floor, out);
+        }
+        self.track_floor(now, t, wall, out);
+        self.update_state(now, t, out);
+        let holding = self.holding_alerts(now, t, wall);
+        for ev in self.alerts.reconcile(now, holding, t.realert_interval) {
+            out.push(Action::Alert(ev));
+        }
+        self.publish(now, out);
+        self.schedule(now, t, out);
+    }
+
+    fn assess_fallbacks(
+        &mut self,
+        now: MonoTime,
+        t: &Thresholds,
+        wall: Option<WallTime>,
+        floor: WallTime,
+    ) {
+        let snap = self
+            .snapshot
+            .as_ref()
+            .filter(|(_, at)| now.since(*at) <= t.chrony_max_age)
+            .map(|(s, _)| s);
+        if snap.is_none() && self.chrony_error.is_none() && !self.fallback_now.is_empty() {
+            // Same gap as for the primary: keep the last assessment.
+            return;
+        }
+        let before_floor = wall.is_some_and(|w| w < floor);
+        let mut now_state = Vec::with_capacity(self.fallbacks.len());
+        for ((src, _), watch) in self.fallbacks.iter().zip(self.fallback_watch.iter_mut()) {
+            let report = snap.and_then(|s| s.source(&src.address));
+            if snap.is_some() {
+                watch.watched_since.get_or_insert(now);
+            } else {
+                // Without chrony there is no evidence either way.
+                watch.watched_since = None;
+            }
+            let answering = report.is_some_and(SourceReport::answering);
+            if answering {
+                watch.last_answering = Some(now);
+            }
+            let hostname_unreliable =
+                before_floor && matches!(src.address, SourceAddress::Hostname(_));
+            let usable = report.is_some_and(|r| {
+                source_usable(r, snap.map(|s| s.taken_wall), floor, t) && !hostname_unreliable
+            });
+            let silent_for = match (answering, watch.watched_since) {
+                (false, Some(since)) => {
+                    let from = watch.last_answering.map_or(since, |a| a.max(since));
+                    Some(now.since(from))
+                }
+                _ => None,
+            };
+            now_state.push(FallbackAssessment {
+                answering,
+                usable,
+                offset: report.and_then(|r| r.offset),
+                silent_for,
+            });
+        }
+        self.fallback_now = now_state;
+    }
+
+    fn assess_primary(&mut self, now: MonoTime, t: &Thresholds, floor: WallTime) {
+        let health = match self.config.role {
+            Role::Gps => {
+                let independent = self.fresh_snapshot(now, t).and_then(independent_offset);
+                let verdict = self
+                    .gps
+                    .as_ref()
+                    .map(|g| g.verdict(now, t, floor, independent))
+                    .unwrap_or_default();
+                if verdict.healthy() {
+                    self.gps_healthy_since.get_or_insert(now);
+                } else {
+                    self.gps_healthy_since = None;
+                }
+                let settled = self
+                    .gps_healthy_since
+                    .is_some_and(|s| now.since(s) >= t.gps_settle);
+                let detail = match self.gps_healthy_since {
+                    Some(s) if !settled => format!(
+                        "GPS healthy for {}, trusted after {}",
+                        human_duration(now.since(s)),
+                        human_duration(t.gps_settle)
+                    ),
+                    _ => gps_detail(&verdict, self.gps.as_ref().map(|g| g.observation(now))),
+                };
+                self.gps_verdict = verdict;
+                PrimaryHealth {
+                    healthy: Some(settled),
+                    detail,
+                }
+            }
+            Role::Client => match self.fresh_snapshot(now, t) {
+                Some(snap) => judge_client_primary(&self.primaries, snap, floor, t),
+                // A snapshot dropped because the clock was just stepped is
+                // a gap, not news: the last judgement stands until the next.
+                None if self.chrony_error.is_none() && self.primary.healthy.is_some() => {
+                    self.primary.clone()
+                }
+                None => PrimaryHealth {
+                    healthy: None,
+                    detail: match &self.chrony_error {
+                        Some(e) => format!("cannot judge: chrony unreachable ({e})"),
+                        None => "cannot judge: no recent word from chrony".to_owned(),
+                    },
+                },
+            },
+        };
+        match health.healthy {
+            Some(true) => {
+                self.primary_healthy_since.get_or_insert(now);
+                self.primary_unhealthy_since = None;
+                self.primary_ever_healthy = true;
+            }
+            Some(false) => {
+                self.primary_unhealthy_since.get_or_insert(now);
+                self.primary_healthy_since = None;
+            }
+            None => {
+                // No evidence either way (chrony silent, or its figures
+                // predate a clock step): timers stand, decisions wait.
+            }
+        }
+        self.primary = health;
+    }
+
+    fn decide_engagement(&mut self, now: MonoTime, t: &Thresholds, out: &mut Vec<Action>) {
+        let want = match self.mode {
+            FallbackMode::Engaged => Some(true),
+            FallbackMode::Released => Some(false),
+            FallbackMode::Auto => None,
+        };
+        if let Some(want) = want {
+            self.deferred = None;
+            if want != self.engaged {
+                self.set_engaged(
+                    now,
+                    want,
+                    format!("operator override: fallbacks {}", self.mode),
+                    out,
+                );
+            }
+            return;
+        }
+        if self.primary.healthy.is_none() {
+            return;
+        }
+        let mut deferred = None;
+        if !self.engaged {
+            if let Some(since) = self.primary_unhealthy_since {
+                let bad_for = now.since(since);
+                if bad_for >= t.grace {
+                    if self.budget.may_engage(now) {
+                        self.budget.record(now);
+                        let reason = format!(
+                            "primary unusable for {}: {}",
+                            human_duration(bad_for),
+                            self.primary.detail
+                        );
+                        self.set_engaged(now, true, reason, out);
+                    } else {
+                        deferred = Some(DecisionKind::EngageDeferred);
+                    }
+                }
+            }
+        } else if let Some(since) = self.primary_healthy_since {
+            let good_for = now.since(since);
+            if good_for >= t.hold {
+                if self.budget.may_release(now) {
+                    self.budget.record(now);
+                    let reason = format!(
+                        "primary healthy for {} (hold {}): {}",
+                        human_duration(good_for),
+                        human_duration(t.hold),
+                        self.primary.detail
+                    );
+                    self.set_engaged(now, false, reason, out);
+                } else {
+                    deferred = Some(DecisionKind::ReleaseDeferred);
+                }
+            }
+        }
+        if deferred != self.deferred {
+            if let Some(kind) = deferred {
+                let used = self.budget.used(now);
+                self.record(
+                    now,
+                    kind,
+                    format!(
+                        "{} held back: {used} of {} automatic changes used in the last hour",
+                        if kind == DecisionKind::EngageDeferred {
+                            "engaging fallbacks"
+                        } else {
+                            "releasing fallbacks"
+                        },
+                        t.max_changes_per_hour
+                    ),
+                    out,
+                );
+            }
+            self.deferred = deferred;
+        }
+    }
+
+    fn set_engaged(&mut self, now: MonoTime, engaged: bool, reason: String, out: &mut Vec<Action>) {
+        let kind = if engaged {
+            DecisionKind::EngageFallbacks
+        } else {
+            DecisionKind::ReleaseFallbacks
+        };
+        self.record(now, kind, reason.clone(), out);
+        self.engaged = engaged;
+        self.engage_reason = if engaged { reason } else { String::new() };
+        self.persist_wanted = true;
+    }
+
+    fn drive_gate(&mut self, now: MonoTime, out: &mut Vec<Action>) {
+        if self.config.role != Role::Gps {
+            return;
+        }
+        let want = self.primary.healthy == Some(true);
+        if want != self.gate_open {
+            let reason = if want {
+                format!("GPS trusted: {}", self.primary.detail)
+            } else {
+                format!("GPS not trusted: {}", self.primary.detail)
+            };
+            self.record(
+                now,
+                if want {
+                    DecisionKind::GateOpen
+                } else {
+                    DecisionKind::GateClose
+                },
+                reason.clone(),
+                out,
+            );
+            out.push(Action::SetGpsGate { open: want, reason });
+            self.gate_open = want;
+        }
+    }
+
+    fn drive_plan(&mut self, now: MonoTime, t: &Thresholds, out: &mut Vec<Action>) {
+        let desired = self.desired_plan();
+        // Does chrony still have what we applied? (chronyd restarted with
+        // another sourcedir, the file was removed, an operator edited it.)
+        let mut mismatch = None;
+        if let (Some((plan, applied_at)), Some(snap)) = (&self.applied, self.fresh_snapshot(now, t))
+        {
+            let snap_at = self.snapshot.as_ref().map_or(now, |(_, at)| *at);
+            if *plan == desired && snap_at.since(*applied_at) >= RECONCILE_SETTLE {
+                mismatch = plan_disagreement(plan, snap);
+            }
+        }
+        if let Some(why) = mismatch {
+            self.record(now, DecisionKind::Reapply, why, out);
+            self.applied = None;
+        }
+        if self.applied.as_ref().is_some_and(|(p, _)| *p == desired) {
+            return;
+        }
+        let due = match &self.in_flight {
+            Some((p, at)) => *p != desired || now.since(*at) >= APPLY_RETRY,
+            None => true,
+        };
+        if due {
+            self.in_flight = Some((desired.clone(), now));
+            out.push(Action::ApplyPlan(desired));
+        }
+    }
+
+    fn trusted_reference(&self, snap: &ChronySnapshot) -> Option<String> {
+        let tr = &snap.tracking;
+        if !tr.synchronised() {
+            return None;
+        }
+        match tr.ref_address {
+            Some(ip) => {
+                let addr = SourceAddress::Ip(ip);
+                let planned = self.primaries.iter().any(|s| s.address == addr)
+                    || self.fallbacks.iter().any(|(s, _)| s.address == addr);
+                planned.then(|| ip.to_string())
+            }
+            None if self.config.role == Role::Gps && self.gate_open => Some(tr.ref_id_text()),
+            None => None,
+        }
+    }
+
+    fn drive_step(
+        &mut self,
+        now: MonoTime,
+        t: &Thresholds,
+        wall: Option<WallTime>,
+        floor: WallTime,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(snap) = self.fresh_snapshot(now, t) else {
+            return;
+        };
+        let Some(reference) = self.trusted_reference(snap) else {
+            return;
+        };
+        let correction = snap.tracking.system_offset;
+        let corrected = snap.taken_wall.offset_by(correction);
+        let before_floor = wall.is_some_and(|w| w < floor);
+        let needs = before_floor || correction.abs() >= t.step_threshold;
+        // A trusted source must agree that the stepped clock is sane.
+        let agrees = corrected >= floor;
+        if !(needs && agrees) {
+            return;
+        }
+        if self.last_step.is_some_and(|at| now.since(at) < STEP_RETRY) {
+            return;
+        }
+        self.last_step = Some(now);
+        let reason = if before_floor {
+            format!(
+                "clock before the time floor; {reference} says it is {correction} off (true time about {corrected})"
+            )
+        } else {
+            format!("chrony's remaining correction {correction} exceeds the step threshold; reference {reference}")
+        };
+        self.record(now, DecisionKind::StepClock, reason.clone(), out);
+        out.push(Action::StepClock { reason });
+    }
+
+    fn track_floor(
+        &mut self,
+        now: MonoTime,
+        t: &Thresholds,
+        wall: Option<WallTime>,
+        out: &mut Vec<Action>,
+    ) {
+        if let (Some(w), Some(snap)) = (wall, self.fresh_snapshot(now, t)) {
+            let synced = self.trusted_reference(snap).is_some()
+                && snap.tracking.system_offset.abs() < t.step_threshold
+                && w >= self.judging_floor();
+            if synced {
+                self.sync_seen = Some(w);
+            }
+        }
+        // The floor moves only when it is saved, so it is always a time the
+        // disk also knows, and it lags the clock by up to the save interval.
+        let sync_due = self
+            .sync_seen
+            .is_some_and(|s| self.floor.last_synchronised.is_none_or(|f| s > f))
+            && self
+                .last_persist
+                .is_none_or(|at| now.since(at) >= t.floor_save_interval);
+        let retry_ok = self.persist_error.is_none()
+            || self
+                .last_persist
+                .is_none_or(|at| now.since(at) >= PERSIST_RETRY);
+        if (self.persist_wanted || sync_due) && retry_ok {
+            if let Some(s) = self.sync_seen {
+                self.floor.raise_last_synchronised(s);
+            }
+            self.persist_wanted = false;
+            self.last_persist = Some(now);
+            out.push(Action::Persist(self.persisted_state()));
+        }
+    }
+
+    /// The floor clocks and sources are judged against: a minute of margin
+    /// so that a clock slewed back by milliseconds right after the floor was
+    /// raised is not called insane.
+    fn judging_floor(&self) -> WallTime {
+        self.floor.value().minus(FLOOR_MARGIN)
+    }
+
+    fn any_fallback_usable(&self) -> bool {
+        self.fallback_now.iter().any(|f| f.usable)
+    }
+
+    fn compute_state(&self, now: MonoTime, t: &Thresholds) -> (EngineState, String) {
+        if !self.chrony_heard || self.wall.is_none() {
+            return (
+                EngineState::Starting,
+                "waiting for the first word from chrony".to_owned(),
+            );
+        }
+        let p = &self.primary;
+        let healthy = p.healthy == Some(true);
+        let chrony_synced = self
+            .fresh_snapshot(now, t)
+            .is_some_and(|s| s.tracking.synchronised());
+        match (self.engaged, healthy) {
+            (false, true) => (EngineState::Primary, format!("primary {}", p.detail)),
+            (true, true) => {
+                let good = self
+                    .primary_healthy_since
+                    .map_or(Duration::ZERO, |s| now.since(s));
+                (
+                    EngineState::Recovering,
+                    format!(
+                        "primary healthy for {} of the {} hold; fallbacks still engaged",
+                        human_duration(good),
+                        human_duration(t.hold)
+                    ),
+                )
+            }
+            (true, false) => {
+                if self.any_fallback_usable() || chrony_synced {
+                    (
+                        EngineState::Fallback,
+                        format!("on fallbacks: {}", self.engage_reason),
+                    )
+                } else {
+                    (
+                        EngineState::NoReference,
+                        format!(
+                            "no usable reference: primary {}; no fallback answering",
+                            p.detail
+                        ),
+                    )
+                }
+            }
+            (false, false) => {
+                let bad = self
+                    .primary_unhealthy_since
+                    .map_or(Duration::ZERO, |s| now.since(s));
+                let within_grace = bad < t.grace || p.healthy.is_none();
+                if within_grace && self.mode == FallbackMode::Auto {
+                    let left = t.grace.saturating_sub(bad);
+                    let st = if self.primary_ever_healthy {
+                        EngineState::Degraded
+                    } else {
+                        EngineState::Acquiring
+                    };
+                    (
+                        st,
+                        format!(
+                            "primary {}; fallbacks engage in {}",
+                            p.detail,
+                            human_duration(left)
+                        ),
+                    )
+                } else if chrony_synced {
+                    (
+                        EngineState::Degraded,
+                        format!("primary {}; fallbacks not engaged", p.detail),
+                    )
+                } else {
+                    (
+                        EngineState::NoReference,
+                        format!("no usable reference: primary {}", p.detail),
+                    )
+                }
+            }
+        }
+    }
+
+    fn update_state(&mut self, now: MonoTime, t: &Thresholds, out: &mut Vec<Action>) {
+        let (underlying, reason) = self.compute_state(now, t);
+        let state = if self.freeze.is_some() {
+            EngineState::Frozen
+        } else {
+            underlying
+        };
+        if state != self.state {
+            let old = self.state;
+            self.state = state;
+            self.record(
+                now,
+                DecisionKind::StateChange,
+                format!("{old} -> {state}: {reason}"),
+                out,
+            );
+        }
+    }
+
+    fn holding_alerts(&self, now: MonoTime, t: &Thresholds, wall: Option<WallTime>) -> Vec<Alert> {
+        let mut v = Vec::new();
+        let (floor, floor_src) = self.floor.floor();
+        if let Some(w) = wall {
+            if w < self.judging_floor() {
+                v.push(
+                    Alert::new(
+                        AlertKind::ClockBeforeFloor,
+                        format!(
+                            "system clock {w} is {} before the time floor {floor} ({floor_src}): TLS certificates are \"not yet valid\", DNSSEC signatures fail to validate, WireGuard handshakes are refused",
+                            human_duration(floor.since(w).abs())
+                        ),
+                    )
+                    .with("clock", w)
+                    .with("floor", floor)
+                    .with("floor_source", floor_src),
+                );
+            } else if let Some(off) = self.trusted_clock_offset(now, t) {
+                if off.abs() >= CLOCK_FAR_OFF {
+                    v.push(
+                        Alert::new(
+                            AlertKind::ClockFarOff,
+                            format!(
+                                "system clock {w} is {} {} trusted sources: TLS certificates may be \"not yet valid\" or wrongly expired, DNSSEC and WireGuard fail",
+                                human_duration(off.abs()),
+                                if off > Offset::ZERO { "behind" } else { "ahead of" }
+                            ),
+                        )
+                        .with("clock", w)
+                        .with("offset", off),
+                    );
+                }
+            }
+        }
+        if let Some(ins) = &self.gps_verdict.insanity {
+            let mut a = Alert::new(
+                AlertKind::GpsInsane,
+                format!("GPS is confidently wrong: {ins}; gate to chrony closed"),
+            )
+            .with("floor", floor);
+            if let Some(off) = self
+                .gps
+                .as_ref()
+                .and_then(|g| g.observation(now).gps_offset)
+            {
+                a = a.with("gps_offset", off);
+            }
+            v.push(a);
+        }
+        if self.state != EngineState::Starting
+            && self.primary.healthy == Some(false)
+            && self.gps_verdict.insanity.is_none()
+            && (self.config.role == Role::Client || !self.gps_verdict.healthy())
+        {
+            v.push(
+                Alert::new(
+                    AlertKind::PrimaryUnusable,
+                    format!("primary reference unusable: {}", self.primary.detail),
+                )
+                .with("state", self.state),
+            );
+        }
+        if self.engaged {
+            v.push(
+                Alert::new(
+                    AlertKind::FallbackEngaged,
+                    format!("fallbacks engaged: {}", self.engage_reason),
+                )
+                .with("mode", self.mode),
+            );
+        }
+        if self.state == EngineState::NoReference
+            || (self.state == EngineState::Frozen
+                && self.compute_state(now, t).0 == EngineState::NoReference)
+        {
+            v.push(Alert::new(
+                AlertKind::NoUsableReference,
+                format!(
+                    "no usable time reference, the clock is free-running: primary {}",
+                    self.primary.detail
+                ),
+            ));
+        }
+        for (((src, tier), fb), _) in self
+            .fallbacks
+            .iter()
+            .zip(&self.fallback_now)
+            .zip(&self.fallback_watch)
+        {
+            if let Some(silent) = fb.silent_for {
+                if silent >= t.fallback_unreachable_after {
+                    v.push(
+                        Alert::new(
+                            AlertKind::FallbackUnreachable,
+                            format!(
+                                "fallback {} ({tier}) has not answered for {}: the disaster configuration is broken (renumbered? firewalled?)",
+                                src.address,
+                                human_duration(silent)
+                            ),
+                        )
+                        .about(src.address.to_string())
+                        .with("source", &src.address),
+                    );
+                }
+            }
+        }
+        if let Some(e) = &self.chrony_error {
+            v.push(Alert::new(
+                AlertKind::ChronyUnreachable,
+                format!("chrony's command socket does not answer: {e}"),
+            ));
+        }
+        if let Some(e) = &self.apply_error {
+            v.push(Alert::new(
+                AlertKind::PlanNotApplied,
+                format!("could not bring chrony's sources in line with the plan: {e}"),
+            ));
+        }
+        if let Some(e) = &self.persist_error {
+            v.push(Alert::new(
+                AlertKind::StateNotSaved,
+                format!("gnomon's state could not be saved: {e}"),
+            ));
+        }
+        if let Some(f) = &self.freeze {
+            let mut a = Alert::new(
+                AlertKind::Frozen,
+                format!(
+                    "automation frozen by operator: {}; gnomon observes and alerts but does not touch chrony",
+                    f.reason
+                ),
+            );
+            if let Some(since) = f.since {
+                a = a.with("since", since);
+            }
+            v.push(a);
+        }
+        if let Some(kind) = self.deferred {
+            v.push(Alert::new(
+                AlertKind::ChangeBudgetExhausted,
+                format!(
+                    "{} is held back by the bound of {} automatic changes per hour",
+                    if kind == DecisionKind::EngageDeferred {
+                        "engaging fallbacks"
+                    } else {
+                        "releasing fallbacks"
+                    },
+                    t.max_changes_per_hour
+                ),
+            ));
+        }
+        v
+    }
+
+    /// The clock's offset as measured by trusted sources (the median of
+    /// answering planned sources), when chrony has such measurements.
+    fn trusted_clock_offset(&self, now: MonoTime, t: &Thresholds) -> Option<Offset> {
+        let snap = self.fresh_snapshot(now, t)?;
+        let offsets: Vec<Offset> = self
+            .primaries
+            .iter()
+            .chain(self.fallbacks.iter().map(|(s, _)| s))
+            .filter_map(|s| snap.source(&s.address))
+            .filter(|r| r.answering() && r.state != SelectionState::Falseticker && r.stratum < 16)
+            .filter_map(|r| r.offset)
+            .collect();
+        median(offsets)
+    }
+
+    /// The full status snapshot, for `gnomonctl status`.
+    pub fn status(&self, now: MonoTime) -> Status {
+        let t = &self.config.thresholds;
+        let (underlying, reason) = self.compute_state(now, t);
+        let reason = match &self.freeze {
+            Some(f) => format!(
+                "frozen by operator: {} (would be {underlying}: {reason})",
+                f.reason
+            ),
+            None => reason,
+        };
+        let (floor, floor_source) = self.floor.floor();
+        let wall = self.wall_now(now);
+        let snap = self.fresh_snapshot(now, t);
+        let for_ = self
+            .primary_healthy_since
+            .or(self.primary_unhealthy_since)
+            .map(|s| now.since(s));
+        Status {
+            role: self.config.role,
+            state: self.state,
+            underlying_state: underlying,
+            reason,
+            frozen: self.freeze.clone(),
+            fallback_mode: self.mode,
+            fallbacks_engaged: self.engaged,
+            primary: PrimaryStatus {
+                healthy: self.primary.healthy,
+                detail: self.primary.detail.clone(),
+                for_,
+            },
+            gps: self.gps.as_ref().map(|g| GpsStatus {
+                verdict: self.gps_verdict.clone(),
+                observation: g.observation(now),
+                gate_open: self.gate_open,
+                gate_wanted: self.primary.healthy == Some(true),
+            }),
+            clock: ClockStatus {
+                wall,
+                floor,
+                floor_source,
+                before_floor: wall.is_some_and(|w| w < self.judging_floor()),
+            },
+            chrony: ChronyStatus {
+                reachable: self.chrony_error.is_none() && snap.is_some(),
+                error: self.chrony_error.clone(),
+                synchronised: snap.is_some_and(|s| s.tracking.synchronised()),
+                reference: snap.and_then(|s| {
+                    s.tracking
+                        .synchronised()
+                        .then(|| match s.tracking.ref_address {
+                            Some(ip) => ip.to_string(),
+                            None => s.tracking.ref_id_text(),
+                        })
+                }),
+                system_offset: snap.map(|s| s.tracking.system_offset),
+                plan_applied: self
+                    .applied
+                    .as_ref()
+                    .is_some_and(|(p, _)| *p == self.desired_plan()),
+            },
+            fallbacks: self
+                .fallbacks
+                .iter()
+                .zip(&self.fallback_now)
+                .map(|((s, tier), a)| FallbackStatus {
+                    address: s.address.clone(),
+                    tier: *tier,
+                    selectable: self.engaged,
+                    answering: a.answering,
+                    usable: a.usable,
+                    offset: a.offset,
+                    silent_for: a.silent_for,
+                })
+                .collect(),
+            changes_last_hour: self.budget.clone().used(now),
+            max_changes_per_hour: t.max_changes_per_hour,
+            alerts: self.alerts.active().cloned().collect(),
+        }
+    }
+
+    fn publish(&mut self, now: MonoTime, out: &mut Vec<Action>) {
+        // Publish on what an operator would call a change, not on every
+        // new offset figure.
+        let alerts: Vec<String> = self
+            .alerts
+            .active()
+            .map(|a| format!("{}:{}", a.kind, a.subject.as_deref().unwrap_or("")))
+            .collect();
+        let headline = format!(
+            "{}|{}|{}|{:?}|{}|{}",
+            self.state,
+            self.engaged,
+            self.gate_open,
+            self.primary.healthy,
+            self.fallback_now.iter().filter(|f| f.answering).count(),
+            alerts.join(",")
+        );
+        if self.last_headline.as_deref() != Some(headline.as_str()) {
+            self.last_headline = Some(headline);
+            out.push(Action::Publish(Box::new(self.status(now))));
+        }
+    }
+
+    fn schedule(&mut self, now: MonoTime, t: &Thresholds, out: &mut Vec<Action>) {
+        let mut next: Vec<MonoTime> = Vec::new();
+        if self.freeze.is_none() && self.mode == FallbackMode::Auto {
+            if let (false, Some(s)) = (self.engaged, self.primary_unhealthy_since) {
+                next.push(s.plus(t.grace));
+            }
+            if let (true, Some(s)) = (self.engaged, self.primary_healthy_since) {
+                next.push(s.plus(t.hold));
+            }
+            if self.deferred.is_some() {
+                next.extend(self.budget.next_expiry());
+            }
+        }
+        if let Some(s) = self.gps_healthy_since {
+            next.push(s.plus(t.gps_settle));
+        }
+        if let Some(g) = &self.gps {
+            next.extend(g.jump_expiry(t.hold));
+        }
+        next.extend(self.alerts.next_repeat(t.realert_interval));
+        for fb in &self.fallback_now {
+            if let Some(silent) = fb.silent_for {
+                if silent < t.fallback_unreachable_after {
+                    next.push(now.plus(t.fallback_unreachable_after - silent));
+                }
+            }
+        }
+        if self.in_flight.is_some() || self.apply_error.is_some() {
+            next.push(now.plus(APPLY_RETRY));
+        }
+        let next = next.into_iter().filter(|at| *at > now).min();
+        if let Some(at) = next {
+            if self.last_wake != Some(at) {
+                self.last_wake = Some(at);
+                out.push(Action::WakeAt(at));
+            }
+        }
+    }
+}
+
+fn ntp_source(s: &NtpServerConfig, kind: AssociationKind) -> NtpSource {
+    NtpSource {
+        address: SourceAddress::parse(&s.address),
+        kind,
+        port: s.port,
+        minpoll: s.minpoll,
+        maxpoll: s.maxpoll,
+        key: s.key,
+        // chrony accepts iburst only on server lines.
+        iburst: s.iburst && kind == AssociationKind::Server,
+    }
+}
+
+/// Whether a measured source could be used as a reference: answering,
+/// not rejected by chrony, synchronised itself, within the distance bound,
+/// and not telling a time before the floor.
+fn source_usable(
+    r: &SourceReport,
+    taken: Option<WallTime>,
+    floor: WallTime,
+    t: &Thresholds,
+) -> bool {
+    source_problem(r, taken, floor, t).is_none()
+}
+
+fn source_problem(
+    r: &SourceReport,
+    taken: Option<WallTime>,
+    floor: WallTime,
+    t: &Thresholds,
+) -> Option<String> {
+    if !r.answering() {
+        return Some(format!("not answering (reach {:03o})", r.reach));
+    }
+    if r.stratum >= 16 {
+        return Some("unsynchronised (stratum 16)".to_owned());
+    }
+    match r.state {
+        SelectionState::Falseticker => return Some("a falseticker to chrony".to_owned()),
+        SelectionState::Jittery => return Some("too variable for chrony".to_owned()),
+        _ => {}
+    }
+    let Some(off) = r.offset else {
+        return Some("no sample yet".to_owned());
+    };
+    if r.error > t.max_distance {
+        return Some(format!(
+            "error bound {} above {}",
+            human_duration(r.error),
+            human_duration(t.max_distance)
+        ));
+    }
+    if let Some(taken) = taken {
+        let its_time = taken.offset_by(off);
+        if its_time < floor {
+            return Some(format!("its time {its_time} is before the time floor"));
+        }
+    }
+    None
+}
+
+fn judge_client_primary(
+    primaries: &[NtpSource],
+    snap: &ChronySnapshot,
+    floor: WallTime,
+    t: &Thresholds,
+) -> PrimaryHealth {
+    let mut problems = Vec::new();
+    for p in primaries {
+        let Some(r) = snap.source(&p.address) else {
+            problems.push(format!("{}: not in chrony's sources", p.address));
+            continue;
+        };
+        let problem = source_problem(r, Some(snap.taken_wall), floor, t).or_else(|| {
+            if r.stratum > t.max_primary_stratum {
+                Some(format!(
+                    "stratum {} above {}",
+                    r.stratum, t.max_primary_stratum
+                ))
+            } else if r.state == SelectionState::Unusable {
+                Some("unusable to chrony".to_owned())
+            } else {
+                None
+            }
+        });
+        match problem {
+            Some(why) => problems.push(format!("{}: {why}", p.address)),
+            None => {
+                return PrimaryHealth {
+                    healthy: Some(true),
+                    detail: format!(
+                        "{} healthy: stratum {}, offset {}{}",
+                        p.address,
+                        r.stratum,
+                        r.offset.unwrap_or_default(),
+                        if r.state == SelectionState::Selected {
+                            ", selected"
+                        } else {
+                            ""
+                        }
+                    ),
+                }
+            }
+        }
+    }
+    PrimaryHealth {
+        healthy: Some(false),
+        detail: if problems.is_empty() {
+            "no primary server configured".to_owned()
+        } else {
+            problems.join("; ")
+        },
+    }
+}
+
+fn gps_detail(verdict: &GpsVerdict, obs: Option<GpsObservation>) -> String {
+    if !verdict.healthy() {
+        return verdict.describe();
+    }
+    let Some(obs) = obs else {
+        return verdict.describe();
+    };
+    let mut s = String::from("GPS healthy");
+    if let Some(e) = &obs.last_epoch {
+        s.push_str(&format!(", {} fix", e.fix));
+        if let Some(n) = e.sats_used {
+            s.push_str(&format!(", {n} satellites"));
+        }
+    }
+    if obs.offset_from_pps {
+        s.push_str(", PPS aligned");
+    }
+    s
+}
+
+/// Median offset of independent NTP sources (not refclocks) that chrony
+/// measures and does not reject.
+fn independent_offset(snap: &ChronySnapshot) -> Option<(Offset, usize)> {
+    let offsets: Vec<Offset> = snap
+        .sources
+        .iter()
+        .filter(|r| r.mode != ChronySourceMode::Refclock)
+        .filter(|r| r.answering() && r.state != SelectionState::Falseticker && r.stratum < 16)
+        .filter_map(|r| r.offset)
+        .collect();
+    let n = offsets.len();
+    median(offsets).map(|m| (m, n))
+}
+
+fn median(mut v: Vec<Offset>) -> Option<Offset> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v.get(mid).copied()
+    } else {
+        let a = v.get(mid - 1)?.as_nanos();
+        let b = v.get(mid)?.as_nanos();
+        Some(Offset::from_nanos(a / 2 + b / 2))
+    }
+}
+
+/// Why chrony's sources do not match an applied plan, if they do not.
+fn plan_disagreement(plan: &SourcePlan, snap: &ChronySnapshot) -> Option<String> {
+    let mut why = Vec::new();
+    for p in &plan.sources {
+        let SourceAddress::Ip(_) = p.source.address else {
+            // chrony may not have resolved a hostname yet; not evidence.
+            continue;
+        };
+        match snap.source(&p.source.address) {
+            None => why.push(format!(
+                "{} missing from chrony's sources",
+                p.source.address
+            )),
+            Some(r) => {
+                if let Some(noselect) = r.noselect {
+                    if noselect == p.selectable {
+                        why.push(format!(
+                            "chrony has {} {} but the plan says {}",
+                            p.source.address,
+                            if noselect { "noselect" } else { "selectable" },
+                            if p.selectable {
+                                "selectable"
+                            } else {
+                                "noselect"
+                            }
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if why.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "chrony disagrees with the applied plan: {}",
+            why.join("; ")
+        ))
+    }
+}

@@ -1,0 +1,105 @@
+//! The status snapshot the engine publishes: everything `gnomonctl status`
+//! shows, and the one-line summary systemd's STATUS= carries.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    alert::Alert,
+    config::Role,
+    engine::{
+        gps_watch::{GpsObservation, GpsVerdict},
+        types::{EngineState, FallbackMode, FreezeRecord},
+    },
+    source::{FallbackTier, SourceAddress},
+    time::{FloorSource, Offset, WallTime},
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub role: Role,
+    pub state: EngineState,
+    /// What the state would be without the freeze.
+    pub underlying_state: EngineState,
+    /// Why the engine is in this state, in words.
+    pub reason: String,
+    pub frozen: Option<FreezeRecord>,
+    pub fallback_mode: FallbackMode,
+    pub fallbacks_engaged: bool,
+    pub primary: PrimaryStatus,
+    pub gps: Option<GpsStatus>,
+    pub clock: ClockStatus,
+    pub chrony: ChronyStatus,
+    pub fallbacks: Vec<FallbackStatus>,
+    pub changes_last_hour: u32,
+    pub max_changes_per_hour: u32,
+    pub alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrimaryStatus {
+    /// `None` while it cannot be judged (chrony silent on a client).
+    pub healthy: Option<bool>,
+    pub detail: String,
+    /// How long it has been healthy / unhealthy.
+    pub for_: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpsStatus {
+    pub verdict: GpsVerdict,
+    pub observation: GpsObservation,
+    pub gate_open: bool,
+    /// What the gate should be; differs from `gate_open` only while frozen.
+    pub gate_wanted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClockStatus {
+    pub wall: Option<WallTime>,
+    pub floor: WallTime,
+    pub floor_source: FloorSource,
+    pub before_floor: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChronyStatus {
+    pub reachable: bool,
+    pub error: Option<String>,
+    pub synchronised: bool,
+    /// chrony's reference, as chronyc names it.
+    pub reference: Option<String>,
+    pub system_offset: Option<Offset>,
+    pub plan_applied: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FallbackStatus {
+    pub address: SourceAddress,
+    pub tier: FallbackTier,
+    pub selectable: bool,
+    pub answering: bool,
+    pub usable: bool,
+    pub offset: Option<Offset>,
+    pub silent_for: Option<Duration>,
+}
+
+impl Status {
+    /// One line for systemd's STATUS=, e.g.
+    /// `primary: GPS healthy, PPS locked; fallbacks standby 3/3 answering`.
+    pub fn summary(&self) -> String {
+        let answering = self.fallbacks.iter().filter(|f| f.answering).count();
+        let total = self.fallbacks.len();
+        let fb = if self.fallbacks_engaged {
+            format!("fallbacks engaged {answering}/{total} answering")
+        } else {
+            format!("fallbacks standby {answering}/{total} answering")
+        };
+        let mut line = format!("{}: {}; {fb}", self.state, self.reason);
+        if self.clock.before_floor {
+            line.push_str("; CLOCK BEFORE FLOOR");
+        }
+        line
+    }
+}
