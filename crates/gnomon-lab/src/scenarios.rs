@@ -181,6 +181,12 @@ fn client_host(name: &str, clock_error: Offset, gps1_up: bool, srv2_stratum: u8)
     }
 }
 
+/// srv1 with everything healthy and its clock 3 ms off: the base for
+/// scenarios that script their own faults.
+pub fn healthy_client() -> HostSpec {
+    client_host("srv1", Offset::from_millis(3), true, 2)
+}
+
 fn gps_host(gps: GpsBehaviour, pubs_up: bool) -> HostSpec {
     HostSpec {
         name: "gps1".to_owned(),
@@ -300,7 +306,7 @@ pub fn gps_second_jump() -> Scenario {
         "gps-second-jump",
         "S3: GPS time jumps by whole seconds",
         sim,
-        600,
+        900,
     )
 }
 
@@ -311,38 +317,18 @@ pub fn pps_fault(name: &'static str, fault: GpsBehaviour) -> Scenario {
     scenario(name, "S4: pulses, but no usable time", sim, 600)
 }
 
-/// S5: the primary fails, returns, fails again after 20 s, returns.
+/// S5: the primary fails, returns, fails again 20 s later, returns.
 pub fn primary_returns() -> Scenario {
     let mut sim = Sim::new(client_host("srv1", Offset::from_millis(3), true, 2));
     let g = ip(GPS1);
-    sim.at(
-        Duration::from_secs(120),
-        ScriptEvent::Server {
-            address: g,
-            up: false,
-        },
-    )
-    .at(
-        Duration::from_secs(400),
-        ScriptEvent::Server {
-            address: g,
-            up: true,
-        },
-    )
-    .at(
-        Duration::from_secs(460),
-        ScriptEvent::Server {
-            address: g,
-            up: false,
-        },
-    )
-    .at(
-        Duration::from_secs(480),
-        ScriptEvent::Server {
-            address: g,
-            up: true,
-        },
-    );
+    // Down long enough to be noticed (three missed polls), back, gone
+    // again 20 s after its return, back for good at 500 s.
+    for (at, up) in [(120, false), (400, true), (420, false), (500, true)] {
+        sim.at(
+            Duration::from_secs(at),
+            ScriptEvent::Server { address: g, up },
+        );
+    }
     scenario(
         "primary-returns",
         "S5: recovery without flapping",

@@ -168,7 +168,7 @@ const JITTER_WEIGHT: f64 = 1.0 / 16.0;
 pub(crate) struct GpsWatch {
     pps_required: bool,
     last_epoch: Option<GpsEpoch>,
-    prev_fix: Option<(WallTime, MonoTime)>,
+    prev_fix: Option<(WallTime, MonoTime, bool)>,
     last_jump: Option<(MonoTime, Offset)>,
     edges: VecDeque<PpsEdge>,
     last_interval: Option<Duration>,
@@ -251,16 +251,27 @@ impl GpsWatch {
                         self.offset_from_pps = false;
                     }
                 }
-                if let Some((prev_utc, prev_mono)) = self.prev_fix {
-                    let elapsed = epoch.received_mono.since(prev_mono);
+                // Compare how far GPS time moved with how far the monotonic
+                // clock moved, anchored on the pulses when the sentences
+                // are aligned with them, else on arrival (less exact).
+                let anchor = match edge {
+                    Some(e) if aligned => (e.mono, true),
+                    _ => (epoch.received_mono, false),
+                };
+                if let Some((prev_utc, prev_anchor, prev_on_pulse)) = self.prev_fix {
+                    let elapsed = anchor.0.since(prev_anchor);
                     if elapsed <= Duration::from_secs(10) {
                         let err = utc.since(prev_utc) - Offset::from_duration(elapsed);
-                        if err.abs() > t.max_gps_disagreement {
-                            self.last_jump = Some((epoch.received_mono, round_to_second(err)));
+                        let mut allowed = t.max_gps_disagreement;
+                        if !(anchor.1 && prev_on_pulse) {
+                            allowed = allowed.saturating_add(t.nmea_window);
+                        }
+                        if err.abs() > allowed {
+                            self.last_jump = Some((epoch.received_mono, err));
                         }
                     }
                 }
-                self.prev_fix = Some((utc, epoch.received_mono));
+                self.prev_fix = Some((utc, anchor.0, anchor.1));
             }
             _ => {
                 self.gps_offset = None;
@@ -291,9 +302,6 @@ impl GpsWatch {
             Some(e) if now.since(e.received_mono) <= t.nmea_timeout => e,
             _ => {
                 v.faults.push(GpsFault::NmeaMissing { pps_present });
-                if self.pps_required && !pps_present {
-                    v.faults.push(GpsFault::PpsMissing);
-                }
                 return v;
             }
         };
@@ -441,15 +449,5 @@ fn quality_problem(e: &GpsEpoch, t: &Thresholds) -> Option<String> {
         None
     } else {
         Some(parts.join(", "))
-    }
-}
-
-fn round_to_second(o: Offset) -> Offset {
-    let n = o.as_nanos();
-    let s = (n + n.signum() * 500_000_000) / 1_000_000_000;
-    if s == 0 {
-        o
-    } else {
-        Offset::from_secs(s)
     }
 }
