@@ -384,6 +384,21 @@ pub fn human_duration(d: Duration) -> String {
             format!("{s}.{:01}s", frac / 100)
         };
     }
+    const DAY: u64 = 86_400;
+    if s >= 2 * 365 * DAY {
+        // Clocks of the 1970 kind: the exact hours mean nothing to a reader.
+        #[allow(clippy::cast_precision_loss)]
+        let years = s as f64 / (365.2425 * DAY as f64);
+        return format!("{years:.1} years");
+    }
+    if s >= 2 * DAY {
+        let (d, h) = (s / DAY, (s % DAY) / 3600);
+        return if h == 0 {
+            format!("{d} days")
+        } else {
+            format!("{d} days {h}h")
+        };
+    }
     let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
     let mut out = String::new();
     if h > 0 {
@@ -497,5 +512,7 @@ mod tests {
         assert_eq!(Offset::from_secs(1).to_string(), "+1.000 s");
         assert_eq!(human_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(human_duration(Duration::from_secs(3 * 86_400 + 7200)), "3 days 2h");
+        assert_eq!(human_duration(Duration::from_secs(1_795_316_400)), "56.9 years");
     }
 }

@@ -315,7 +315,12 @@ mod tests {
             let d = Duration::from_millis(millis);
             prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
             // human_duration itself reads back as a truncation of at most
-            // its own precision (exact below 1 s, 100 ms below 1 m, 1 s above).
+            // its own precision (exact below 1 s, 100 ms below 1 m, 1 s above)
+            // up to two days; beyond that it speaks in days and years, for
+            // people, and format_duration does not use it.
+            if millis >= 2 * 86_400_000 {
+                return Ok(());
+            }
             let back = parse_duration(&human_duration(d)).unwrap();
             prop_assert!(back <= d);
             let precision = if millis < 1000 { 0 } else if millis < 60_000 { 99 } else { 999 };

@@ -222,9 +222,13 @@ impl Sim {
                 self.push(now.plus(Duration::from_secs(1)), Event::ChronyTick);
                 self.world.chrony_tick(now);
                 let sel = self.world.selected_name();
-                if self.selections.last().is_none_or(|(_, s)| *s != sel) {
-                    self.selections.push((now, sel.clone()));
-                    self.note(format!("chrony selects {sel}"));
+                match self.selections.last() {
+                    None => self.selections.push((now, sel)),
+                    Some((_, s)) if *s != sel => {
+                        self.selections.push((now, sel.clone()));
+                        self.note(format!("chrony selects {sel}"));
+                    }
+                    Some(_) => {}
                 }
             }
             Event::ChronyPoll => {
