@@ -4,6 +4,7 @@
 //! gpsd, the simulated GPS hat on a pty and network namespaces come next.
 
 mod bad_input;
+pub mod bench;
 pub mod demo;
 pub mod scenarios;
 pub mod sim;

@@ -4,6 +4,7 @@
 //! gnomon-lab list              the scenarios
 //! gnomon-lab run NAME          one scenario's timeline
 //! gnomon-lab demo              the power-outage story, narrated
+//! gnomon-lab bench             engine speed over simulated days
 //! ```
 
 use std::process::ExitCode;
@@ -21,6 +22,10 @@ fn main() -> ExitCode {
     {
         [] | ["demo"] => {
             print!("{}", demo::narrate());
+            ExitCode::SUCCESS
+        }
+        ["bench"] => {
+            print!("{}", gnomon_lab::bench::run());
             ExitCode::SUCCESS
         }
         ["list"] => {
@@ -44,7 +49,7 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: gnomon-lab [demo | list | run NAME]");
+            eprintln!("usage: gnomon-lab [demo | list | run NAME | bench]");
             ExitCode::from(64)
         }
     }

@@ -187,6 +187,11 @@ pub fn healthy_client() -> HostSpec {
     client_host("srv1", Offset::from_millis(3), true, 2)
 }
 
+/// gps1 healthy with its fallbacks answering: the base for benchmarks.
+pub fn gps_host_for_bench() -> HostSpec {
+    gps_host(GpsBehaviour::Healthy, true)
+}
+
 fn gps_host(gps: GpsBehaviour, pubs_up: bool) -> HostSpec {
     HostSpec {
         name: "gps1".to_owned(),

@@ -111,7 +111,7 @@ pub struct Sim {
     states: Vec<(MonoTime, EngineState)>,
     selections: Vec<(MonoTime, String)>,
     last_status: Option<Status>,
-    pulse_times: Vec<MonoTime>,
+    inputs: u64,
 }
 
 const FEEDBACK_DELAY: Duration = Duration::from_millis(20);
@@ -144,7 +144,7 @@ impl Sim {
             states: vec![(MonoTime::ZERO, EngineState::Starting)],
             selections: Vec::new(),
             last_status: None,
-            pulse_times: Vec::new(),
+            inputs: 0,
         };
         sim.push(MonoTime::ZERO, Event::ChronyTick);
         sim.push(
@@ -202,7 +202,6 @@ impl Sim {
             Event::Pulse => {
                 self.push(now.plus(Duration::from_secs(1)), Event::Pulse);
                 if let Some(edge) = self.world.pps_edge(now) {
-                    self.pulse_times.push(now);
                     self.feed(Input::PpsEdge(edge));
                 }
                 if let Some(d) = self.world.sentence_delay() {
@@ -298,6 +297,7 @@ impl Sim {
 
     fn feed(&mut self, input: Input) {
         let now = self.now;
+        self.inputs += 1;
         let actions = self.engine.handle(now, input);
         for a in actions {
             self.perform(&a);
@@ -376,6 +376,11 @@ impl Sim {
             selected: self.world.selected_name(),
             event,
         });
+    }
+
+    /// How many inputs the engine has handled.
+    pub fn inputs_handled(&self) -> u64 {
+        self.inputs
     }
 
     pub fn engine(&self) -> &Engine {
