@@ -512,7 +512,13 @@ mod tests {
         assert_eq!(Offset::from_secs(1).to_string(), "+1.000 s");
         assert_eq!(human_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(human_duration(Duration::from_secs(3 * 86_400 + 7200)), "3 days 2h");
-        assert_eq!(human_duration(Duration::from_secs(1_795_316_400)), "56.9 years");
+        assert_eq!(
+            human_duration(Duration::from_secs(3 * 86_400 + 7200)),
+            "3 days 2h"
+        );
+        assert_eq!(
+            human_duration(Duration::from_secs(1_795_316_400)),
+            "56.9 years"
+        );
     }
 }

@@ -17,8 +17,14 @@ fn gps_day() -> Sim {
     let mut sim = Sim::new(scenarios::gps_host_for_bench());
     for hour in 0..24 {
         let base = hour * 3600;
-        sim.at(Duration::from_secs(base + 600), ScriptEvent::Gps(GpsBehaviour::Stuck));
-        sim.at(Duration::from_secs(base + 900), ScriptEvent::Gps(GpsBehaviour::Healthy));
+        sim.at(
+            Duration::from_secs(base + 600),
+            ScriptEvent::Gps(GpsBehaviour::Stuck),
+        );
+        sim.at(
+            Duration::from_secs(base + 900),
+            ScriptEvent::Gps(GpsBehaviour::Healthy),
+        );
     }
     sim
 }
@@ -28,8 +34,20 @@ fn client_day() -> Sim {
     let g = ip(GPS1);
     for hour in 0..24 {
         let base = hour * 3600;
-        sim.at(Duration::from_secs(base + 300), ScriptEvent::Server { address: g, up: false });
-        sim.at(Duration::from_secs(base + 900), ScriptEvent::Server { address: g, up: true });
+        sim.at(
+            Duration::from_secs(base + 300),
+            ScriptEvent::Server {
+                address: g,
+                up: false,
+            },
+        );
+        sim.at(
+            Duration::from_secs(base + 900),
+            ScriptEvent::Server {
+                address: g,
+                up: true,
+            },
+        );
     }
     sim
 }
