@@ -547,3 +547,36 @@ fn operator_can_force_and_return_to_auto() {
     let h = hold(&sim);
     assert!(released >= h && released < h + 5.0, "{released}");
 }
+
+#[test]
+fn s8_freeze_on_the_gps_host_keeps_the_gate_across_a_restart() {
+    let mut sim = Sim::new(scenarios::gps_host_for_bench());
+    sim.at(
+        Duration::from_secs(60),
+        ScriptEvent::Command(OperatorCommand::Freeze {
+            reason: "moving the antenna".to_owned(),
+        }),
+    )
+    .at(Duration::from_secs(120), ScriptEvent::RestartGnomond)
+    .at(
+        Duration::from_secs(300),
+        ScriptEvent::Command(OperatorCommand::Thaw),
+    );
+    sim.run_until(Duration::from_secs(400));
+    let gates = gate_actions(&sim);
+    // Opened at boot, put back (open) right after the frozen restart, and
+    // nothing else: chrony kept its GPS throughout.
+    assert_eq!(gates.len(), 2, "{gates:?}");
+    assert!(gates[0].1 && gates[0].0 < 12.0);
+    assert!(
+        gates[1].1 && (120.0..121.0).contains(&gates[1].0),
+        "{gates:?}"
+    );
+    assert!(sim.disk().gate_open);
+    assert_eq!(sim.world().selected_name(), "NMEA");
+    let plans_while_frozen = sim
+        .plans()
+        .filter(|(t, _)| (60.0..300.0).contains(&secs(*t)))
+        .count();
+    assert_eq!(plans_while_frozen, 0);
+}

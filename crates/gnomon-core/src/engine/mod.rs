@@ -107,6 +107,8 @@ pub struct Engine {
     budget: ChangeBudget,
     deferred: Option<DecisionKind>,
     gate_open: bool,
+    /// Under a restored freeze: the gate position to put back once.
+    gate_restore: Option<bool>,
     applied: Option<(SourcePlan, MonoTime)>,
     in_flight: Option<(SourcePlan, MonoTime)>,
     apply_error: Option<String>,
@@ -131,6 +133,7 @@ impl Engine {
     /// parts and whatever state the last run persisted.
     pub fn new(config: Config, floor: TimeFloor, restored: PersistedState) -> Self {
         let budget = ChangeBudget::new(config.thresholds.max_changes_per_hour);
+        let gate_restore = (restored.freeze.is_some() && restored.gate_open).then_some(true);
         let mut engine = Engine {
             floor,
             primaries: Vec::new(),
@@ -163,6 +166,7 @@ impl Engine {
             budget,
             deferred: None,
             gate_open: false,
+            gate_restore,
             applied: None,
             in_flight: None,
             apply_error: None,
@@ -249,6 +253,7 @@ impl Engine {
             freeze: self.freeze.clone(),
             fallback_mode: self.mode,
             fallbacks_engaged: self.engaged,
+            gate_open: self.gate_open,
         }
     }
 
@@ -422,6 +427,17 @@ impl Engine {
         let floor = self.judging_floor();
         self.assess_fallbacks(now, t, wall, floor);
         self.assess_primary(now, t, floor);
+        if let Some(open) = self.gate_restore.take() {
+            if self.freeze.is_some() && self.config.role == Role::Gps {
+                // A restart closed the gate with the old process; the freeze
+                // means "leave things as they were", so put it back.
+                let reason =
+                    "frozen: the gate is put back as it was before gnomond restarted".to_owned();
+                self.record(now, DecisionKind::GateOpen, reason.clone(), out);
+                out.push(Action::SetGpsGate { open, reason });
+                self.gate_open = open;
+            }
+        }
         if self.freeze.is_none() {
             self.decide_engagement(now, t, out);
             self.drive_gate(now, out);
@@ -668,6 +684,7 @@ impl Engine {
             );
             out.push(Action::SetGpsGate { open: want, reason });
             self.gate_open = want;
+            self.persist_wanted = true;
         }
     }
 

@@ -123,6 +123,9 @@ pub struct PersistedState {
     /// Whether fallbacks were engaged, so that a restart during an outage
     /// does not drop working sources for a grace period.
     pub fallbacks_engaged: bool,
+    /// Whether the GPS gate was open, so that a daemon restarted under a
+    /// freeze keeps feeding chrony as before instead of silently closing.
+    pub gate_open: bool,
 }
 
 /// The engine's state as reported to operators.
