@@ -235,15 +235,11 @@ pub fn power_outage() -> Scenario {
 
 /// S1 on the GPS host: its receiver hangs at boot, then recovers.
 pub fn power_outage_gps_host() -> Scenario {
-    let mut sim = Sim::new(gps_host(GpsBehaviour::Stuck, true));
-    sim.at(
-        Duration::from_secs(300),
-        ScriptEvent::Gps(GpsBehaviour::Healthy),
-    );
-    scenario(
+    gps_change(
         "power-outage-gps-host",
         "S1 on gps1: the receiver hangs at boot",
-        sim,
+        GpsBehaviour::Stuck,
+        GpsBehaviour::Healthy,
         900,
     )
 }
@@ -276,15 +272,11 @@ pub fn clock_in_the_past_day_behind() -> Scenario {
 
 /// S3: gps1's receiver jumps 1024 weeks back after 5 minutes.
 pub fn gps_rollover() -> Scenario {
-    let mut sim = Sim::new(gps_host(GpsBehaviour::Healthy, true));
-    sim.at(
-        Duration::from_secs(300),
-        ScriptEvent::Gps(GpsBehaviour::Rollover),
-    );
-    scenario(
+    gps_change(
         "gps-rollover",
         "S3: the GPS reports a date 1024 weeks back",
-        sim,
+        GpsBehaviour::Healthy,
+        GpsBehaviour::Rollover,
         600,
     )
 }
@@ -302,24 +294,37 @@ pub fn gps_rollover_at_boot() -> Scenario {
 
 /// S3: the receiver's time jumps by two whole seconds and stays wrong.
 pub fn gps_second_jump() -> Scenario {
-    let mut sim = Sim::new(gps_host(GpsBehaviour::Healthy, true));
-    sim.at(
-        Duration::from_secs(300),
-        ScriptEvent::Gps(GpsBehaviour::OffBy(2)),
-    );
-    scenario(
+    gps_change(
         "gps-second-jump",
         "S3: GPS time jumps by whole seconds",
-        sim,
+        GpsBehaviour::Healthy,
+        GpsBehaviour::OffBy(2),
         900,
     )
 }
 
 /// S4: a PPS/NMEA fault appears after 5 minutes of health.
 pub fn pps_fault(name: &'static str, fault: GpsBehaviour) -> Scenario {
-    let mut sim = Sim::new(gps_host(GpsBehaviour::Healthy, true));
-    sim.at(Duration::from_secs(300), ScriptEvent::Gps(fault));
-    scenario(name, "S4: pulses, but no usable time", sim, 600)
+    gps_change(
+        name,
+        "S4: pulses, but no usable time",
+        GpsBehaviour::Healthy,
+        fault,
+        600,
+    )
+}
+
+/// gps1 with its receiver behaving one way at boot and another from 300 s.
+fn gps_change(
+    name: &'static str,
+    title: &'static str,
+    at_boot: GpsBehaviour,
+    from_300s: GpsBehaviour,
+    secs: u64,
+) -> Scenario {
+    let mut sim = Sim::new(gps_host(at_boot, true));
+    sim.at(Duration::from_secs(300), ScriptEvent::Gps(from_300s));
+    scenario(name, title, sim, secs)
 }
 
 /// S5: the primary fails, returns, fails again 20 s later, returns.
