@@ -161,6 +161,9 @@ pub struct GpsObservation {
 }
 
 const EDGES_KEPT: usize = 4;
+/// Without independent sources, a GPS date is called a rollover when one
+/// week era later it lands within this span after the time floor.
+const ROLLOVER_FLOOR_SPAN: Duration = Duration::from_secs(4 * 365 * 86_400);
 /// Pulse intervals averaged for the jitter figure.
 const JITTER_WEIGHT: f64 = 1.0 / 16.0;
 
@@ -352,9 +355,13 @@ impl GpsWatch {
                     let true_time = epoch.received_wall.offset_by(indep);
                     corrected.since(true_time).abs() <= one_day
                 }
-                // Without an independent measure, a date that lands after
-                // the floor once a week era is added is most likely one.
-                (None, _) => corrected >= floor.minus(one_day),
+                // Without an independent measure, a date that lands just
+                // after the floor once a week era is added is most likely
+                // one (the floor is at most a few years old).
+                (None, _) => {
+                    corrected >= floor.minus(one_day)
+                        && corrected <= floor.plus(ROLLOVER_FLOOR_SPAN)
+                }
             };
             return Some(if rollover {
                 GpsInsanity::Rollover { gps, floor }
@@ -449,5 +456,174 @@ fn quality_problem(e: &GpsEpoch, t: &Thresholds) -> Option<String> {
         None
     } else {
         Some(parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn t() -> Thresholds {
+        Config::example_gps().thresholds
+    }
+
+    fn at(ms: u64) -> MonoTime {
+        MonoTime::from_nanos(ms * 1_000_000)
+    }
+
+    const START: i64 = 1_795_316_400; // 2026-11-22 03:00:00 UTC
+
+    /// Feeds `n` healthy seconds: pulse at k s, sentence at k s + `delay_ms`,
+    /// GPS time `START + k + gps_error_s`.
+    fn feed(w: &mut GpsWatch, from: u64, n: u64, delay_ms: u64, gps_error_s: i64) {
+        let th = t();
+        for k in from..from + n {
+            let secs = i64::try_from(k).unwrap();
+            w.pulse(PpsEdge {
+                wall: WallTime::from_unix_secs(START + secs),
+                mono: at(k * 1000),
+                sequence: k,
+            });
+            w.epoch(
+                GpsEpoch {
+                    utc: Some(WallTime::from_unix_secs(START + secs + gps_error_s)),
+                    fix: FixMode::Fix3D,
+                    rmc_valid: Some(true),
+                    gga_quality: Some(1),
+                    sats_used: Some(9),
+                    hdop: Some(0.9),
+                    received_wall: WallTime::from_unix_secs(START + secs)
+                        .offset_by(Offset::from_millis(i64::try_from(delay_ms).unwrap())),
+                    received_mono: at(k * 1000 + delay_ms),
+                },
+                &th,
+            );
+        }
+    }
+
+    fn floor() -> WallTime {
+        WallTime::from_unix_secs(START - 30 * 86_400)
+    }
+
+    #[test]
+    fn healthy_receiver_is_healthy_and_pps_anchored() {
+        let mut w = GpsWatch::new(true);
+        feed(&mut w, 1, 5, 300, 0);
+        let v = w.verdict(at(5400), &t(), floor(), Some((Offset::ZERO, 3)));
+        assert!(v.healthy(), "{}", v.describe());
+        let obs = w.observation(at(5400));
+        assert!(obs.offset_from_pps);
+        assert_eq!(obs.gps_offset, Some(Offset::ZERO));
+        assert_eq!(obs.alignment, Some(Duration::from_millis(300)));
+        assert_eq!(obs.missed_pulses, 0);
+    }
+
+    #[test]
+    fn rollover_is_named_with_or_without_independent_sources() {
+        let rolled = -i64::try_from(GPS_ROLLOVER.as_secs()).unwrap();
+        let mut w = GpsWatch::new(true);
+        feed(&mut w, 1, 3, 300, rolled);
+        for indep in [None, Some((Offset::ZERO, 2))] {
+            let v = w.verdict(at(3400), &t(), floor(), indep);
+            assert!(
+                matches!(v.insanity, Some(GpsInsanity::Rollover { .. })),
+                "{indep:?}: {}",
+                v.describe()
+            );
+        }
+        // Far before the floor and not one era back: plainly before the floor.
+        let mut w = GpsWatch::new(true);
+        feed(&mut w, 1, 3, 300, -5 * 365 * 86_400);
+        let v = w.verdict(at(3400), &t(), floor(), None);
+        assert!(matches!(v.insanity, Some(GpsInsanity::BeforeFloor { .. })));
+    }
+
+    #[test]
+    fn late_sentence_is_misaligned_not_a_jump() {
+        let mut w = GpsWatch::new(true);
+        feed(&mut w, 1, 3, 300, 0);
+        feed(&mut w, 4, 2, 950, 0);
+        let v = w.verdict(at(5950), &t(), floor(), Some((Offset::ZERO, 3)));
+        assert!(v.insanity.is_none(), "{}", v.describe());
+        assert!(v
+            .faults
+            .iter()
+            .any(|f| matches!(f, GpsFault::Misaligned { .. })));
+    }
+
+    #[test]
+    fn whole_second_jump_is_insane_for_the_hold() {
+        let th = t();
+        let mut w = GpsWatch::new(true);
+        feed(&mut w, 1, 3, 300, 0);
+        feed(&mut w, 4, 1, 300, 1);
+        let v = w.verdict(at(4300), &th, floor(), None);
+        match v.insanity {
+            Some(GpsInsanity::Jumped { by }) => assert_eq!(by, Offset::from_secs(1)),
+            other => panic!("{other:?}"),
+        }
+        // Still suspicious just before the hold ends, not after (no
+        // independent source to keep it insane).
+        feed(&mut w, 5, 400, 300, 1);
+        let end = 4300 + u64::try_from(th.hold.as_millis()).unwrap();
+        assert!(w
+            .verdict(at(end - 1000), &th, floor(), None)
+            .insanity
+            .is_some());
+        assert!(w
+            .verdict(at(end + 1), &th, floor(), None)
+            .insanity
+            .is_none());
+    }
+
+    #[test]
+    fn disagreement_needs_more_slack_without_pps() {
+        let th = t();
+        // 700 ms off with PPS: insane.
+        let mut w = GpsWatch::new(true);
+        feed(&mut w, 1, 3, 300, 0);
+        let indep = Some((Offset::from_millis(700), 3));
+        assert!(matches!(
+            w.verdict(at(3400), &th, floor(), indep).insanity,
+            Some(GpsInsanity::Disagrees { .. })
+        ));
+        // Without PPS the offset comes from sentence arrival (here 300 ms
+        // late, so -300 ms); 700 ms from the sources is within 0.5 s + window.
+        let mut w = GpsWatch::new(false);
+        let mut th2 = th.clone();
+        th2.nmea_window = Duration::from_millis(900);
+        for k in 1..4_u64 {
+            let secs = i64::try_from(k).unwrap();
+            w.epoch(
+                GpsEpoch {
+                    utc: Some(WallTime::from_unix_secs(START + secs)),
+                    fix: FixMode::Fix3D,
+                    rmc_valid: Some(true),
+                    gga_quality: Some(1),
+                    sats_used: Some(9),
+                    hdop: Some(0.9),
+                    received_wall: WallTime::from_unix_secs(START + secs)
+                        .offset_by(Offset::from_millis(300)),
+                    received_mono: at(k * 1000 + 300),
+                },
+                &th2,
+            );
+        }
+        let v = w.verdict(at(3400), &th2, floor(), indep);
+        assert!(v.healthy(), "{}", v.describe());
+        assert!(!w.observation(at(3400)).offset_from_pps);
+    }
+
+    #[test]
+    fn missed_pulses_are_counted_and_pps_loss_noticed() {
+        let th = t();
+        let mut w = GpsWatch::new(true);
+        feed(&mut w, 1, 3, 300, 0);
+        feed(&mut w, 7, 1, 300, 0); // pulses 4..6 never came
+        assert_eq!(w.observation(at(7400)).missed_pulses, 3);
+        let later = at(7000 + u64::try_from(th.pps_timeout.as_millis()).unwrap() + 1);
+        let v = w.verdict(later, &th, floor(), None);
+        assert!(v.faults.contains(&GpsFault::PpsMissing), "{}", v.describe());
     }
 }

@@ -97,6 +97,8 @@ pub struct Engine {
     gps_verdict: GpsVerdict,
     gps_healthy_since: Option<MonoTime>,
     fallback_watch: Vec<FallbackWatch>,
+    /// Addresses `fallback_watch` is aligned with.
+    fallback_sources_before: Vec<SourceAddress>,
     fallback_now: Vec<FallbackAssessment>,
 
     // Decisions.
@@ -154,6 +156,7 @@ impl Engine {
             gps_verdict: GpsVerdict::default(),
             gps_healthy_since: None,
             fallback_watch: Vec::new(),
+            fallback_sources_before: Vec::new(),
             fallback_now: Vec::new(),
             engaged: restored.fallbacks_engaged,
             engage_reason: if restored.fallbacks_engaged {
@@ -215,8 +218,30 @@ impl Engine {
                 )
             }))
             .collect();
-        self.fallback_watch
-            .resize(self.fallbacks.len(), FallbackWatch::default());
+        // Keep what was learnt about fallbacks that are still configured,
+        // matched by address: a reload may reorder, add or drop some.
+        let previous: Vec<(SourceAddress, FallbackWatch)> = self
+            .fallback_sources_before
+            .drain(..)
+            .zip(self.fallback_watch.drain(..))
+            .collect();
+        self.fallback_watch = self
+            .fallbacks
+            .iter()
+            .map(|(s, _)| {
+                previous
+                    .iter()
+                    .find(|(a, _)| *a == s.address)
+                    .map(|(_, w)| w.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        self.fallback_sources_before = self
+            .fallbacks
+            .iter()
+            .map(|(s, _)| s.address.clone())
+            .collect();
+        self.fallback_now.clear();
         self.budget.set_max(c.thresholds.max_changes_per_hour);
         let pps_required = c.gps.as_ref().is_some_and(|g| g.pps != PpsKind::None);
         match (c.role, &mut self.gps) {
@@ -1000,12 +1025,7 @@ impl Engine {
                 ),
             ));
         }
-        for (((src, tier), fb), _) in self
-            .fallbacks
-            .iter()
-            .zip(&self.fallback_now)
-            .zip(&self.fallback_watch)
-        {
+        for ((src, tier), fb) in self.fallbacks.iter().zip(&self.fallback_now) {
             if let Some(silent) = fb.silent_for {
                 if silent >= t.fallback_unreachable_after {
                     v.push(
