@@ -1,7 +1,8 @@
-//! The bound on automatic source changes per hour. Engaging is always kept
-//! possible: a release is only allowed while the budget still has room for
-//! the engage that may have to follow it, so the bound can never be what
-//! keeps a broken primary in use.
+//! The bound on source changes per hour. Engaging is never held back (it
+//! is the safety action); a release is only allowed while the budget still
+//! has room for the engage that may have to follow it, so with the engine
+//! alone the bound is never exceeded. Operator overrides are recorded too
+//! (they churn chrony just the same) but always obeyed.
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -38,10 +39,6 @@ impl ChangeBudget {
         u32::try_from(self.changes.len()).unwrap_or(u32::MAX)
     }
 
-    pub(crate) fn may_engage(&mut self, now: MonoTime) -> bool {
-        self.used(now) < self.max_per_hour
-    }
-
     /// A release needs room for itself and for a later engage.
     pub(crate) fn may_release(&mut self, now: MonoTime) -> bool {
         self.used(now).saturating_add(2) <= self.max_per_hour
@@ -72,13 +69,11 @@ mod tests {
     #[test]
     fn release_leaves_room_for_engage() {
         let mut b = ChangeBudget::new(4);
-        assert!(b.may_engage(t(0)));
-        b.record(t(0));
+        b.record(t(0)); // engage
         assert!(b.may_release(t(1)));
         b.record(t(1));
         b.record(t(2)); // engage
         assert!(!b.may_release(t(3)), "3 used + release + engage > 4");
-        assert!(b.may_engage(t(3)));
         assert!(b.may_release(t(3600)), "the first change has expired");
         assert_eq!(b.next_expiry(), Some(t(3601)));
     }

@@ -85,6 +85,8 @@ pub struct Engine {
     // Observations.
     wall: Option<(WallTime, MonoTime)>,
     snapshot: Option<(ChronySnapshot, MonoTime)>,
+    /// When chrony last answered with a snapshot (kept when one is dropped).
+    last_snapshot_at: Option<MonoTime>,
     chrony_error: Option<String>,
     chrony_heard: bool,
     gps: Option<GpsWatch>,
@@ -107,7 +109,8 @@ pub struct Engine {
     mode: FallbackMode,
     freeze: Option<FreezeRecord>,
     budget: ChangeBudget,
-    deferred: Option<DecisionKind>,
+    /// A release is due but held back by the change bound.
+    deferred: bool,
     gate_open: bool,
     /// Under a restored freeze: the gate position to put back once.
     gate_restore: Option<bool>,
@@ -143,6 +146,7 @@ impl Engine {
             started: None,
             wall: None,
             snapshot: None,
+            last_snapshot_at: None,
             chrony_error: None,
             chrony_heard: false,
             gps: None,
@@ -167,7 +171,7 @@ impl Engine {
             mode: restored.fallback_mode,
             freeze: restored.freeze,
             budget,
-            deferred: None,
+            deferred: false,
             gate_open: false,
             gate_restore,
             applied: None,
@@ -345,6 +349,7 @@ impl Engine {
                 self.chrony_error = None;
                 self.chrony_heard = true;
                 self.snapshot = Some((s, now));
+                self.last_snapshot_at = Some(now);
             }
             Input::ChronyUnreachable { error } => {
                 self.chrony_error = Some(error);
@@ -430,6 +435,16 @@ impl Engine {
         self.wall.map(|(w, at)| w.plus(now.since(at)))
     }
 
+    /// No usable snapshot right now only because one was dropped after a
+    /// clock step: chrony answered within `chrony-max-age` and reported no
+    /// error, so the last judgements may stand until the next poll.
+    fn in_snapshot_gap(&self, now: MonoTime, t: &Thresholds) -> bool {
+        self.chrony_error.is_none()
+            && self
+                .last_snapshot_at
+                .is_some_and(|at| now.since(at) <= t.chrony_max_age)
+    }
+
     fn fresh_snapshot(&self, now: MonoTime, t: &Thresholds) -> Option<&ChronySnapshot> {
         self.snapshot
             .as_ref()
@@ -491,7 +506,7 @@ impl Engine {
             .as_ref()
             .filter(|(_, at)| now.since(*at) <= t.chrony_max_age)
             .map(|(s, _)| s);
-        if snap.is_none() && self.chrony_error.is_none() && !self.fallback_now.is_empty() {
+        if snap.is_none() && self.in_snapshot_gap(now, t) && !self.fallback_now.is_empty() {
             // Same gap as for the primary: keep the last assessment.
             return;
         }
@@ -566,7 +581,7 @@ impl Engine {
                 Some(snap) => judge_client_primary(&self.primaries, snap, floor, t),
                 // A snapshot dropped because the clock was just stepped is
                 // a gap, not news: the last judgement stands until the next.
-                None if self.chrony_error.is_none() && self.primary.healthy.is_some() => {
+                None if self.in_snapshot_gap(now, t) && self.primary.healthy.is_some() => {
                     self.primary.clone()
                 }
                 None => PrimaryHealth {
@@ -603,8 +618,11 @@ impl Engine {
             FallbackMode::Auto => None,
         };
         if let Some(want) = want {
-            self.deferred = None;
+            self.deferred = false;
             if want != self.engaged {
+                // Obeyed at once, but it is churn for chrony all the same:
+                // it counts against the bound for later automatic releases.
+                self.budget.record(now);
                 self.set_engaged(
                     now,
                     want,
@@ -617,22 +635,20 @@ impl Engine {
         if self.primary.healthy.is_none() {
             return;
         }
-        let mut deferred = None;
+        let mut deferred = false;
         if !self.engaged {
             if let Some(since) = self.primary_unhealthy_since {
                 let bad_for = now.since(since);
+                // Engaging is the safety action: the change bound never
+                // holds it back (releases keep room for it instead).
                 if bad_for >= t.grace {
-                    if self.budget.may_engage(now) {
-                        self.budget.record(now);
-                        let reason = format!(
-                            "primary unusable for {}: {}",
-                            human_duration(bad_for),
-                            self.primary.detail
-                        );
-                        self.set_engaged(now, true, reason, out);
-                    } else {
-                        deferred = Some(DecisionKind::EngageDeferred);
-                    }
+                    self.budget.record(now);
+                    let reason = format!(
+                        "primary unusable for {}: {}",
+                        human_duration(bad_for),
+                        self.primary.detail
+                    );
+                    self.set_engaged(now, true, reason, out);
                 }
             }
         } else if let Some(since) = self.primary_healthy_since {
@@ -648,30 +664,23 @@ impl Engine {
                     );
                     self.set_engaged(now, false, reason, out);
                 } else {
-                    deferred = Some(DecisionKind::ReleaseDeferred);
+                    deferred = true;
                 }
             }
         }
-        if deferred != self.deferred {
-            if let Some(kind) = deferred {
-                let used = self.budget.used(now);
-                self.record(
-                    now,
-                    kind,
-                    format!(
-                        "{} held back: {used} of {} automatic changes used in the last hour",
-                        if kind == DecisionKind::EngageDeferred {
-                            "engaging fallbacks"
-                        } else {
-                            "releasing fallbacks"
-                        },
-                        t.max_changes_per_hour
-                    ),
-                    out,
-                );
-            }
-            self.deferred = deferred;
+        if deferred && !self.deferred {
+            let used = self.budget.used(now);
+            self.record(
+                now,
+                DecisionKind::ReleaseDeferred,
+                format!(
+                    "releasing fallbacks held back: {used} of {} changes used in the last hour, and a release must leave room for the engage that may follow",
+                    t.max_changes_per_hour
+                ),
+                out,
+            );
         }
+        self.deferred = deferred;
     }
 
     fn set_engaged(&mut self, now: MonoTime, engaged: bool, reason: String, out: &mut Vec<Action>) {
@@ -1074,16 +1083,11 @@ impl Engine {
             }
             v.push(a);
         }
-        if let Some(kind) = self.deferred {
+        if self.deferred {
             v.push(Alert::new(
                 AlertKind::ChangeBudgetExhausted,
                 format!(
-                    "{} is held back by the bound of {} automatic changes per hour",
-                    if kind == DecisionKind::EngageDeferred {
-                        "engaging fallbacks"
-                    } else {
-                        "releasing fallbacks"
-                    },
+                    "releasing fallbacks is held back by the bound of {} changes per hour; the primary is healthy but chrony stays on fallbacks for now",
                     t.max_changes_per_hour
                 ),
             ));
@@ -1219,7 +1223,7 @@ impl Engine {
             if let (true, Some(s)) = (self.engaged, self.primary_healthy_since) {
                 next.push(s.plus(t.hold));
             }
-            if self.deferred.is_some() {
+            if self.deferred {
                 next.extend(self.budget.next_expiry());
             }
         }

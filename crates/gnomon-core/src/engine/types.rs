@@ -183,8 +183,6 @@ pub enum DecisionKind {
     ReleaseFallbacks,
     /// A release was due but held back by the change bound.
     ReleaseDeferred,
-    /// An engage was due but held back by the change bound.
-    EngageDeferred,
     GateOpen,
     GateClose,
     StepClock,
