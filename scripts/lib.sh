@@ -38,6 +38,15 @@ need_packages() {
         die "missing Debian packages: ${missing[*]}. Run as root, or 'sudo apt-get install -y ${missing[*]}' first."
     fi
     echo "gnomon: installing ${missing[*]}" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" \
-        || die "apt-get could not install ${missing[*]}"
+    # Packages like chrony and gpsd start their system service on install.
+    # gnomon's tests and lab run private daemons only: forbid service starts
+    # for the duration of the install so the host's clock is never touched.
+    local policy=/usr/sbin/policy-rc.d made_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && made_policy=1
+    fi
+    local rc=0
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } || rc=$?
+    [ -n "$made_policy" ] && rm -f "$policy"
+    [ "$rc" -eq 0 ] || die "apt-get could not install ${missing[*]}"
 }
