@@ -36,6 +36,7 @@ pub struct Tracking {
     pub system_offset: Offset,
     pub last_offset: Offset,
     pub rms_offset: Duration,
+    /// chrony's frequency estimate; positive when the clock runs fast.
     pub frequency_ppm: f64,
     pub root_delay: Duration,
     pub root_dispersion: Duration,
@@ -85,9 +86,11 @@ pub enum SelectionState {
     Selected,
     /// `+`: combined with the reference.
     Combined,
-    /// `-`: acceptable but not combined (also where chrony puts `noselect`).
+    /// `-`: acceptable but not combined.
     NotCombined,
-    /// `?`: unreachable or not yet enough samples.
+    /// `?`: unreachable, not yet enough samples, or `noselect` (chrony
+    /// reports every `noselect` source this way, however well it answers:
+    /// judge those by reach and offset, never by this state).
     Unusable,
     /// `x`: a falseticker, disagreeing with the majority.
     Falseticker,

@@ -404,10 +404,9 @@ impl World {
             let sample = m.last_sample;
             let state = if self.chrony.selected.as_ref() == Some(&id) {
                 SelectionState::Selected
-            } else if m.reach & 0b111 == 0 || sample.is_none() {
+            } else if m.reach & 0b111 == 0 || sample.is_none() || !m.selectable {
+                // chrony 4 reports every `noselect` source as `?`.
                 SelectionState::Unusable
-            } else if !m.selectable {
-                SelectionState::NotCombined
             } else if majority.is_some_and(|maj| {
                 sample.is_some_and(|(_, o, _)| (o - maj).abs() >= Duration::from_millis(500))
             }) {
