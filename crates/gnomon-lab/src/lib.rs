@@ -5,6 +5,7 @@
 
 mod bad_input;
 pub mod bench;
+pub mod chronyd;
 pub mod demo;
 pub mod scenarios;
 pub mod sim;
