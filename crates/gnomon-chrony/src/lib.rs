@@ -8,6 +8,7 @@
 //! - [`refclock_sock`]: the sample chrony's SOCK refclock reads, in the
 //!   target's `struct timeval` layout, and the sender that writes it.
 
+pub mod apply;
 pub mod client;
 pub mod error;
 pub mod map;

@@ -6,6 +6,8 @@ use std::{fmt, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::chrony::SourceReport;
+
 /// Where an NTP source is. Fallbacks are IP literals so they work while DNS
 /// is down; a hostname only appears where the operator opted in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -137,5 +139,126 @@ impl SourcePlan {
     /// True when the fallbacks in this plan are selectable.
     pub fn fallbacks_engaged(&self) -> bool {
         self.fallbacks().any(|s| s.selectable)
+    }
+}
+
+/// Why chrony's sources (its `sources` report with `selectdata`'s noselect
+/// flags) do not match a plan, if they do not: a planned IP source missing,
+/// or its `noselect` the other way round. Hostname sources are not judged
+/// (chrony may not have resolved them yet), nor sources chrony has that the
+/// plan does not name (they come from chrony.conf).
+pub fn plan_disagreement(plan: &SourcePlan, sources: &[SourceReport]) -> Option<String> {
+    let mut why = Vec::new();
+    for p in &plan.sources {
+        let SourceAddress::Ip(_) = p.source.address else {
+            continue;
+        };
+        match sources.iter().find(|r| r.matches(&p.source.address)) {
+            None => why.push(format!(
+                "{} missing from chrony's sources",
+                p.source.address
+            )),
+            Some(r) => {
+                if r.noselect == Some(p.selectable) {
+                    why.push(format!(
+                        "chrony has {} {} but the plan says {}",
+                        p.source.address,
+                        if p.selectable {
+                            "noselect"
+                        } else {
+                            "selectable"
+                        },
+                        if p.selectable {
+                            "selectable"
+                        } else {
+                            "noselect"
+                        }
+                    ));
+                }
+            }
+        }
+    }
+    if why.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "chrony disagrees with the plan: {}",
+            why.join("; ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::chrony::{ChronySourceId, ChronySourceMode, SelectionState};
+
+    fn planned(addr: &str, selectable: bool) -> PlannedSource {
+        PlannedSource {
+            source: NtpSource {
+                address: SourceAddress::parse(addr),
+                kind: AssociationKind::Server,
+                port: None,
+                minpoll: None,
+                maxpoll: None,
+                key: None,
+                iburst: true,
+            },
+            role: SourceRole::Fallback(FallbackTier::PublicIpLiteral),
+            selectable,
+        }
+    }
+
+    fn report(addr: &str, noselect: Option<bool>) -> SourceReport {
+        SourceReport {
+            id: ChronySourceId::Address(addr.parse().unwrap()),
+            name: None,
+            mode: ChronySourceMode::Server,
+            state: SelectionState::Unusable,
+            stratum: 1,
+            poll: 6,
+            reach: 0xff,
+            last_sample_ago: None,
+            offset: None,
+            error: Duration::ZERO,
+            noselect,
+        }
+    }
+
+    #[test]
+    fn disagreement_names_missing_and_flipped_sources() {
+        let plan = SourcePlan {
+            sources: vec![
+                planned("192.0.2.1", true),
+                planned("192.0.2.2", false),
+                planned("pool.example", false),
+            ],
+        };
+        assert_eq!(
+            plan_disagreement(
+                &plan,
+                &[
+                    report("192.0.2.1", Some(false)),
+                    report("192.0.2.2", Some(true))
+                ]
+            ),
+            None
+        );
+        assert_eq!(
+            plan_disagreement(
+                &plan,
+                &[report("192.0.2.1", None), report("192.0.2.2", None)]
+            ),
+            None,
+            "without selectdata only presence is judged"
+        );
+        let why = plan_disagreement(&plan, &[report("192.0.2.1", Some(true))]).unwrap();
+        assert!(
+            why.contains("192.0.2.1 noselect but the plan says selectable"),
+            "{why}"
+        );
+        assert!(why.contains("192.0.2.2 missing"), "{why}");
     }
 }

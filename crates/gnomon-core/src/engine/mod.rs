@@ -25,8 +25,8 @@ use crate::{
     chrony::{ChronySnapshot, ChronySourceMode, SelectionState, SourceReport},
     config::{Config, NtpServerConfig, PpsKind, Role, Thresholds},
     source::{
-        AssociationKind, FallbackTier, NtpSource, PlannedSource, SourceAddress, SourcePlan,
-        SourceRole,
+        plan_disagreement, AssociationKind, FallbackTier, NtpSource, PlannedSource, SourceAddress,
+        SourcePlan, SourceRole,
     },
     time::{human_duration, MonoTime, Offset, TimeFloor, WallTime},
 };
@@ -731,7 +731,7 @@ impl Engine {
         {
             let snap_at = self.snapshot.as_ref().map_or(now, |(_, at)| *at);
             if *plan == desired && snap_at.since(*applied_at) >= RECONCILE_SETTLE {
-                mismatch = plan_disagreement(plan, snap);
+                mismatch = plan_disagreement(plan, &snap.sources);
             }
         }
         if let Some(why) = mismatch {
@@ -1415,46 +1415,5 @@ fn median(mut v: Vec<Offset>) -> Option<Offset> {
         let a = v.get(mid - 1)?.as_nanos();
         let b = v.get(mid)?.as_nanos();
         Some(Offset::from_nanos(a / 2 + b / 2))
-    }
-}
-
-/// Why chrony's sources do not match an applied plan, if they do not.
-fn plan_disagreement(plan: &SourcePlan, snap: &ChronySnapshot) -> Option<String> {
-    let mut why = Vec::new();
-    for p in &plan.sources {
-        let SourceAddress::Ip(_) = p.source.address else {
-            // chrony may not have resolved a hostname yet; not evidence.
-            continue;
-        };
-        match snap.source(&p.source.address) {
-            None => why.push(format!(
-                "{} missing from chrony's sources",
-                p.source.address
-            )),
-            Some(r) => {
-                if let Some(noselect) = r.noselect {
-                    if noselect == p.selectable {
-                        why.push(format!(
-                            "chrony has {} {} but the plan says {}",
-                            p.source.address,
-                            if noselect { "noselect" } else { "selectable" },
-                            if p.selectable {
-                                "selectable"
-                            } else {
-                                "noselect"
-                            }
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    if why.is_empty() {
-        None
-    } else {
-        Some(format!(
-            "chrony disagrees with the applied plan: {}",
-            why.join("; ")
-        ))
     }
 }
