@@ -8,8 +8,6 @@
 //! is gone until a second reload. A change of `noselect` alone also resets
 //! the source's samples and reach in every version.
 
-use std::time::Duration;
-
 use gnomon_core::source::{plan_disagreement, SourcePlan};
 
 use crate::{
@@ -20,8 +18,6 @@ use crate::{
 
 /// Reloads tried before the applier gives up on chrony agreeing.
 pub const MAX_RELOADS: u32 = 3;
-/// Pause before reading back after a reload, so chrony has processed it.
-const SETTLE: Duration = Duration::from_millis(50);
 
 /// What an apply did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +79,9 @@ impl PlanApplier {
         };
         loop {
             client.reload_sources().await?;
+            // chronyd answers a reload only once it has done it, so the
+            // read-back needs no pause.
             report.reloads += 1;
-            tokio::time::sleep(SETTLE).await;
             let sources = client.sources().await?;
             match plan_disagreement(plan, &sources) {
                 None => return Ok(report),
