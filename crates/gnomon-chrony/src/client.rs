@@ -25,7 +25,7 @@ use chrony_candm::{
     request::{self, Request, RequestBody},
 };
 use gnomon_core::{
-    chrony::{ChronySnapshot, ChronySourceId, SourceReport, Tracking},
+    chrony::{ChronySnapshot, ChronySourceId, SourceReport, SourceStatistics, Tracking},
     source::{NtpSource, PlannedSource},
     time::WallTime,
 };
@@ -380,6 +380,44 @@ impl ChronyClient {
             }
         }
         Ok(reports)
+    }
+
+    /// chrony's `sourcestats`: per source, the regression over its samples.
+    pub async fn sourcestats(&mut self) -> Result<Vec<SourceStatistics>, ChronyError> {
+        let n = match self.request(RequestBody::NSources).await? {
+            ReplyBody::NSources(n) => n.n_sources,
+            other => return Err(self.unexpected_reply("sourcestats", &other)),
+        };
+        let mut stats = Vec::new();
+        for index in 0..n {
+            let Ok(wire_index) = i32::try_from(index) else {
+                break;
+            };
+            let data = match self
+                .request(RequestBody::SourceData(request::SourceData {
+                    index: wire_index,
+                }))
+                .await
+            {
+                Ok(ReplyBody::SourceData(d)) => d,
+                Ok(other) => return Err(self.unexpected_reply("sourcestats", &other)),
+                Err(e) if e.status() == Some(ChronyStatus::NO_SUCH_SOURCE) => break,
+                Err(e) => return Err(e),
+            };
+            let Some(id) = map::source_id(data.mode, data.ip_addr) else {
+                continue;
+            };
+            match self
+                .request(RequestBody::SourceStats(request::SourceStats { index }))
+                .await
+            {
+                Ok(ReplyBody::SourceStats(st)) => stats.extend(map::source_statistics(id, &st)),
+                Ok(other) => return Err(self.unexpected_reply("sourcestats", &other)),
+                Err(e) if e.status() == Some(ChronyStatus::NO_SUCH_SOURCE) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(stats)
     }
 
     /// The name chrony was given for an NTP source; `None` when chrony

@@ -30,7 +30,7 @@ use chrony_candm::{
 use gnomon_core::{
     chrony::{
         refid_text, ChronySourceId, ChronySourceMode, LeapStatus, SelectionState, SourceReport,
-        Tracking,
+        SourceStatistics, Tracking,
     },
     source::{AssociationKind, NtpSource, SourceAddress},
     time::Offset,
@@ -173,6 +173,24 @@ pub fn source_report(
         error: duration(d.latest_meas_err),
         noselect,
     }))
+}
+
+/// One `sourcestats` reply for the source `id` (taken from the
+/// `source_data` reply of the same index: for a refclock, chrony puts the
+/// refid in the address field here too).
+pub fn source_statistics(id: ChronySourceId, st: &reply::SourceStats) -> Option<SourceStatistics> {
+    Some(SourceStatistics {
+        id,
+        samples: st.n_samples,
+        runs: st.n_runs,
+        span: Duration::from_secs(u64::from(st.span_seconds)),
+        std_dev: duration(st.sd),
+        residual_frequency_ppm: f64::from(st.resid_freq_ppm),
+        skew_ppm: f64::from(st.skew_ppm),
+        // Like the sources report, chrony's estimate is local − source.
+        estimated_offset: -Offset::from_secs_f64(f64::from(st.est_offset)),
+        estimated_offset_error: duration(st.est_offset_err),
+    })
 }
 
 /// Whether a `select_data` reply belongs to the source `id`: indices can

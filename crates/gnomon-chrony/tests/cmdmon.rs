@@ -222,6 +222,30 @@ async fn offsets_are_source_minus_system_and_noselect_is_reported() {
         "{b:?}"
     );
     assert_eq!(b.noselect, Some(true));
+    // sourcestats' estimate has the same sign as the sources report's
+    // offset once chrony has a regression (two samples or more).
+    let deadline = Instant::now() + SYNC_TIMEOUT;
+    loop {
+        let stats = client.sourcestats().await.unwrap();
+        let b_stats = stats
+            .iter()
+            .find(|s| s.id == ChronySourceId::Address(b_ip))
+            .cloned();
+        if let Some(st) = b_stats.filter(|s| s.samples >= 2) {
+            assert!(
+                near(
+                    st.estimated_offset,
+                    Offset::from_millis(500),
+                    Duration::from_millis(50)
+                ),
+                "{st:?}"
+            );
+            assert_eq!(stats.len(), 3, "{stats:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no sourcestats for B: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // chrony 4.3 reports a noselect source as NONSELECTABLE, printed '?'.
     assert_eq!(b.state, SelectionState::Unusable, "{b:?}");
     assert_eq!(source(&sources, LOCALHOST).unwrap().noselect, Some(false));

@@ -159,6 +159,24 @@ impl SourceReport {
     }
 }
 
+/// chrony's `sourcestats` for one source: its regression over the kept
+/// samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceStatistics {
+    pub id: ChronySourceId,
+    pub samples: u32,
+    pub runs: u32,
+    /// Time spanned by the samples.
+    pub span: Duration,
+    /// Standard deviation of the samples about the regression.
+    pub std_dev: Duration,
+    pub residual_frequency_ppm: f64,
+    pub skew_ppm: f64,
+    /// Estimated offset (source − system).
+    pub estimated_offset: Offset,
+    pub estimated_offset_error: Duration,
+}
+
 /// Everything read from chrony in one poll.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChronySnapshot {
