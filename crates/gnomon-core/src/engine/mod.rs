@@ -738,9 +738,15 @@ impl Engine {
             self.record(now, DecisionKind::Reapply, why, out);
             self.applied = None;
         }
-        if self.applied.as_ref().is_some_and(|(p, _)| *p == desired) {
+        let confirmed = self.applied.as_ref().is_some_and(|(p, _)| *p == desired);
+        let superseded_in_flight = self.in_flight.as_ref().is_some_and(|(p, _)| *p != desired);
+        if confirmed && !superseded_in_flight {
+            // chrony has what we want; an error about an older plan is moot.
+            self.apply_error = None;
             return;
         }
+        // Either chrony lacks the plan, or a different plan is on its way
+        // and would land after the one we want: (re)send what we want.
         let due = match &self.in_flight {
             Some((p, at)) => *p != desired || now.since(*at) >= APPLY_RETRY,
             None => true,
@@ -988,7 +994,14 @@ impl Engine {
         if let Some(ins) = &self.gps_verdict.insanity {
             let mut a = Alert::new(
                 AlertKind::GpsInsane,
-                format!("GPS is confidently wrong: {ins}; gate to chrony closed"),
+                format!(
+                    "GPS is confidently wrong: {ins}; {}",
+                    if self.gate_open {
+                        "the gate to chrony is held OPEN by the operator's freeze"
+                    } else {
+                        "gate to chrony closed"
+                    }
+                ),
             )
             .with("floor", floor);
             if let Some(off) = self
