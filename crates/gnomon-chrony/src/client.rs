@@ -344,30 +344,8 @@ impl ChronyClient {
     /// in. Sources whose hostname is not resolved yet are left out, as
     /// chronyc does without `-a`.
     pub async fn sources(&mut self) -> Result<Vec<SourceReport>, ChronyError> {
-        let n = match self.request(RequestBody::NSources).await? {
-            ReplyBody::NSources(n) => n.n_sources,
-            other => return Err(self.unexpected_reply("sources", &other)),
-        };
         let mut reports = Vec::new();
-        for index in 0..n {
-            let Ok(wire_index) = i32::try_from(index) else {
-                break;
-            };
-            let data = match self
-                .request(RequestBody::SourceData(request::SourceData {
-                    index: wire_index,
-                }))
-                .await
-            {
-                Ok(ReplyBody::SourceData(d)) => d,
-                Ok(other) => return Err(self.unexpected_reply("sources", &other)),
-                // A source was removed since NSources: the list is shorter.
-                Err(e) if e.status() == Some(ChronyStatus::NO_SUCH_SOURCE) => break,
-                Err(e) => return Err(e),
-            };
-            let Some(id) = map::source_id(data.mode, data.ip_addr) else {
-                continue;
-            };
+        for (index, data, id) in self.source_list("sources").await? {
             let name = match id {
                 ChronySourceId::Address(ip) => self.source_name(ip).await?,
                 ChronySourceId::Refclock(_) => None,
@@ -382,13 +360,18 @@ impl ChronyClient {
         Ok(reports)
     }
 
-    /// chrony's `sourcestats`: per source, the regression over its samples.
-    pub async fn sourcestats(&mut self) -> Result<Vec<SourceStatistics>, ChronyError> {
+    /// Every source chrony has, by index, with its `source_data` and
+    /// identity; unresolved sources are left out. A source removed between
+    /// the count and its turn ends the list early.
+    async fn source_list(
+        &mut self,
+        what: &'static str,
+    ) -> Result<Vec<(u32, reply::SourceData, ChronySourceId)>, ChronyError> {
         let n = match self.request(RequestBody::NSources).await? {
             ReplyBody::NSources(n) => n.n_sources,
-            other => return Err(self.unexpected_reply("sourcestats", &other)),
+            other => return Err(self.unexpected_reply(what, &other)),
         };
-        let mut stats = Vec::new();
+        let mut list = Vec::new();
         for index in 0..n {
             let Ok(wire_index) = i32::try_from(index) else {
                 break;
@@ -400,13 +383,21 @@ impl ChronyClient {
                 .await
             {
                 Ok(ReplyBody::SourceData(d)) => d,
-                Ok(other) => return Err(self.unexpected_reply("sourcestats", &other)),
+                Ok(other) => return Err(self.unexpected_reply(what, &other)),
                 Err(e) if e.status() == Some(ChronyStatus::NO_SUCH_SOURCE) => break,
                 Err(e) => return Err(e),
             };
-            let Some(id) = map::source_id(data.mode, data.ip_addr) else {
-                continue;
-            };
+            if let Some(id) = map::source_id(data.mode, data.ip_addr) {
+                list.push((index, data, id));
+            }
+        }
+        Ok(list)
+    }
+
+    /// chrony's `sourcestats`: per source, the regression over its samples.
+    pub async fn sourcestats(&mut self) -> Result<Vec<SourceStatistics>, ChronyError> {
+        let mut stats = Vec::new();
+        for (index, _, id) in self.source_list("sourcestats").await? {
             match self
                 .request(RequestBody::SourceStats(request::SourceStats { index }))
                 .await
