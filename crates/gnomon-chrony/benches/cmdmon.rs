@@ -16,7 +16,6 @@
 )]
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
     process::Command,
     time::{Duration, Instant},
 };
@@ -26,10 +25,8 @@ use gnomon_chrony::{
     client::{ChronyClient, ClientConfig},
     sources_file::SourcesFile,
 };
-use gnomon_core::source::{
-    AssociationKind, FallbackTier, NtpSource, PlannedSource, SourceAddress, SourcePlan, SourceRole,
-};
-use gnomon_lab::chronyd::{free_loopback_udp_port, Chronyd, ChronydSpec};
+use gnomon_core::source::SourcePlan;
+use gnomon_lab::chronyd::{free_loopback_udp_port, loopback_fallback_plan, Chronyd, ChronydSpec};
 
 fn stats(name: &str, mut samples: Vec<Duration>) {
     samples.sort_unstable();
@@ -45,21 +42,7 @@ fn stats(name: &str, mut samples: Vec<Duration>) {
 }
 
 fn plan(port: u16, selectable: bool) -> SourcePlan {
-    SourcePlan {
-        sources: vec![PlannedSource {
-            source: NtpSource {
-                address: SourceAddress::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                kind: AssociationKind::Server,
-                port: Some(port),
-                minpoll: Some(-4),
-                maxpoll: Some(-4),
-                key: None,
-                iburst: true,
-            },
-            role: SourceRole::Fallback(FallbackTier::PublicIpLiteral),
-            selectable,
-        }],
-    }
+    loopback_fallback_plan(port, Some(selectable))
 }
 
 fn main() {

@@ -22,12 +22,9 @@ use gnomon_chrony::{
 };
 use gnomon_core::{
     chrony::{ChronySourceId, SelectionState, SourceReport},
-    source::{
-        AssociationKind, FallbackTier, NtpSource, PlannedSource, SourceAddress, SourcePlan,
-        SourceRole,
-    },
+    source::{SourceAddress, SourcePlan},
 };
-use gnomon_lab::chronyd::{free_loopback_udp_port, Chronyd, ChronydSpec};
+use gnomon_lab::chronyd::{free_loopback_udp_port, loopback_fallback_plan, Chronyd, ChronydSpec};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -37,24 +34,7 @@ fn start(spec: ChronydSpec) -> Chronyd {
 }
 
 fn plan(port: u16, selectable: Option<bool>) -> SourcePlan {
-    SourcePlan {
-        sources: selectable
-            .map(|selectable| PlannedSource {
-                source: NtpSource {
-                    address: SourceAddress::Ip(LOOPBACK),
-                    kind: AssociationKind::Server,
-                    port: Some(port),
-                    minpoll: Some(-4),
-                    maxpoll: Some(-4),
-                    key: None,
-                    iburst: true,
-                },
-                role: SourceRole::Fallback(FallbackTier::PublicIpLiteral),
-                selectable,
-            })
-            .into_iter()
-            .collect(),
-    }
+    loopback_fallback_plan(port, selectable)
 }
 
 fn ours(sources: &[SourceReport]) -> Option<&SourceReport> {

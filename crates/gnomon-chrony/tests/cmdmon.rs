@@ -29,7 +29,6 @@ use gnomon_chrony::{
 };
 use gnomon_core::{
     chrony::{ChronySourceId, ChronySourceMode, LeapStatus, SelectionState, SourceReport},
-    source::{AssociationKind, NtpSource, SourceAddress},
     time::{Offset, WallTime},
 };
 use gnomon_lab::chronyd::{free_loopback_udp_port, Chronyd, ChronydSpec};
@@ -391,15 +390,7 @@ async fn commands_change_chronyds_sources() {
     client.reload_sources().await.unwrap();
     assert!(client.sources().await.unwrap().is_empty());
 
-    let ntp = NtpSource {
-        address: SourceAddress::Ip(LOCALHOST),
-        kind: AssociationKind::Server,
-        port: Some(port),
-        minpoll: Some(-4),
-        maxpoll: Some(-4),
-        key: None,
-        iburst: true,
-    };
+    let ntp = gnomon_lab::chronyd::fast_loopback_source(port);
     client.add_source(&ntp).await.unwrap();
     let sources = client.sources().await.unwrap();
     let added = source(&sources, LOCALHOST).expect("added source listed");

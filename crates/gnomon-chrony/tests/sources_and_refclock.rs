@@ -50,13 +50,10 @@ use gnomon_chrony::{
 };
 use gnomon_core::{
     chrony::{ChronySourceId, ChronySourceMode, SelectionState, SourceReport, Tracking},
-    source::{
-        AssociationKind, FallbackTier, NtpSource, PlannedSource, SourceAddress, SourcePlan,
-        SourceRole,
-    },
+    source::SourcePlan,
     time::{Offset, WallTime},
 };
-use gnomon_lab::chronyd::{free_loopback_udp_port, Chronyd, ChronydSpec};
+use gnomon_lab::chronyd::{free_loopback_udp_port, loopback_fallback_plan, Chronyd, ChronydSpec};
 
 // ---------------------------------------------------------------------------
 // chronyd comes from the lab's harness and is queried with our own
@@ -188,21 +185,7 @@ fn now() -> WallTime {
 // The sources file and `reload sources`.
 
 fn loopback_fallback(port: u16, selectable: bool) -> SourcePlan {
-    SourcePlan {
-        sources: vec![PlannedSource {
-            source: NtpSource {
-                address: SourceAddress::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                kind: AssociationKind::Server,
-                port: Some(port),
-                minpoll: Some(-4),
-                maxpoll: Some(-4),
-                key: None,
-                iburst: true,
-            },
-            role: SourceRole::Fallback(FallbackTier::PublicIpLiteral),
-            selectable,
-        }],
-    }
+    loopback_fallback_plan(port, Some(selectable))
 }
 
 /// A `noselect` fallback is measured but never selected; engaging it

@@ -469,6 +469,40 @@ fn probe(socket: &Path, client_dir: &Path) -> io::Result<()> {
     result
 }
 
+/// A loopback NTP server as gnomon plans a source: polled every 1/16 s
+/// (`minpoll -4 maxpoll -4 iburst`) so tests see answers within a second.
+pub fn fast_loopback_source(port: u16) -> gnomon_core::source::NtpSource {
+    gnomon_core::source::NtpSource {
+        address: gnomon_core::source::SourceAddress::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        kind: gnomon_core::source::AssociationKind::Server,
+        port: Some(port),
+        minpoll: Some(-4),
+        maxpoll: Some(-4),
+        key: None,
+        iburst: true,
+    }
+}
+
+/// A plan with one public-tier fallback: [`fast_loopback_source`], or an
+/// empty plan for `None`.
+pub fn loopback_fallback_plan(
+    port: u16,
+    selectable: Option<bool>,
+) -> gnomon_core::source::SourcePlan {
+    gnomon_core::source::SourcePlan {
+        sources: selectable
+            .map(|selectable| gnomon_core::source::PlannedSource {
+                source: fast_loopback_source(port),
+                role: gnomon_core::source::SourceRole::Fallback(
+                    gnomon_core::source::FallbackTier::PublicIpLiteral,
+                ),
+                selectable,
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
