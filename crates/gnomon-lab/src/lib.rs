@@ -7,5 +7,6 @@ mod bad_input;
 pub mod bench;
 pub mod chronyd;
 pub mod demo;
+pub mod gps_hat;
 pub mod scenarios;
 pub mod sim;
