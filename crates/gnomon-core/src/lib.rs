@@ -11,5 +11,6 @@ pub mod chrony;
 pub mod config;
 pub mod engine;
 pub mod gps;
+pub mod ipc;
 pub mod source;
 pub mod time;

@@ -9,8 +9,8 @@ use std::{
 };
 
 use super::{
-    Config, ConfigProblem, GpsConfig, GpsSourceKind, NtpServerConfig, Paths, PpsKind, Role,
-    Thresholds, BAUD_RATES,
+    Config, ConfigProblem, ControlConfig, GpsConfig, GpsSourceKind, NtpServerConfig, Paths,
+    PpsKind, Role, Thresholds, BAUD_RATES,
 };
 use crate::{gps::FixMode, time::human_duration};
 
@@ -28,7 +28,42 @@ pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
     }
     check_thresholds(&config.thresholds, &mut out);
     check_paths(&config.paths, &mut out);
+    check_control(&config.control, &mut out);
     out
+}
+
+/// Group names as `groupadd` accepts them.
+fn valid_group_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.len() <= 32
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+}
+
+fn check_control(control: &ControlConfig, out: &mut Vec<ConfigProblem>) {
+    if !control.read_group.is_empty() && !valid_group_name(&control.read_group) {
+        out.push(ConfigProblem::error(
+            "control.read-group",
+            format!(
+                "\"{}\" is not a group name (lower-case letters, digits, '_' and '-'), \
+                 or \"\" to let every local user read",
+                control.read_group
+            ),
+        ));
+    }
+    if let Some(admin) = &control.admin_group {
+        if !valid_group_name(admin) {
+            out.push(ConfigProblem::error(
+                "control.admin-group",
+                format!(
+                    "\"{admin}\" is not a group name (lower-case letters, digits, '_' and '-'); \
+                     leave the key out to let only root change gnomon's decisions"
+                ),
+            ));
+        }
+    }
 }
 
 fn check_role(config: &Config, out: &mut Vec<ConfigProblem>) {

@@ -55,6 +55,33 @@ pub struct Config {
     pub thresholds: Thresholds,
     #[serde(default)]
     pub paths: Paths,
+    #[serde(default)]
+    pub control: ControlConfig,
+}
+
+/// `[control]`: who may use gnomonctl. The control socket is open to all
+/// local users; each request is checked against the peer's credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Members of this group may read (status, sources, history, check).
+    /// Root, gnomond's own user and the admin group may always read. An
+    /// empty string lets every local user read.
+    #[serde(default = "default_read_group")]
+    pub read_group: String,
+    /// Members of this group may also freeze, thaw and override fallbacks.
+    /// Unset: root only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_group: Option<String>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            read_group: default_read_group(),
+            admin_group: None,
+        }
+    }
 }
 
 /// `[primary]`.
@@ -148,6 +175,10 @@ pub enum PpsKind {
     Kernel,
     /// Edge interrupts on a GPIO pin, through rppal.
     Gpio,
+    /// Edges delivered as datagrams on a Unix socket at `pps-device`
+    /// (see `docs/gps.md`): a bridge from another PPS reader, or the lab's
+    /// simulated GPS hat.
+    Socket,
     /// No PPS: NMEA alone.
     None,
 }
@@ -157,6 +188,7 @@ impl fmt::Display for PpsKind {
         f.write_str(match self {
             PpsKind::Kernel => "kernel",
             PpsKind::Gpio => "gpio",
+            PpsKind::Socket => "socket",
             PpsKind::None => "none",
         })
     }
@@ -429,6 +461,9 @@ fn default_state_dir() -> String {
 fn default_control_socket() -> String {
     "/run/gnomon/gnomon.sock".into()
 }
+fn default_read_group() -> String {
+    "gnomon".into()
+}
 
 /// How bad a [`ConfigProblem`] is: errors stop gnomon from starting,
 /// warnings are reported and gnomon runs.
@@ -564,6 +599,7 @@ impl Config {
             },
             thresholds: Thresholds::default(),
             paths: Paths::default(),
+            control: ControlConfig::default(),
         }
     }
 
@@ -588,6 +624,7 @@ impl Config {
             },
             thresholds: Thresholds::default(),
             paths: Paths::default(),
+            control: ControlConfig::default(),
         }
     }
 }

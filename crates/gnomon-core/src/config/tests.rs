@@ -871,3 +871,34 @@ proptest! {
         prop_assert_eq!(Config::from_toml_str(&text).unwrap(), config);
     }
 }
+
+#[test]
+fn control_groups_are_checked() {
+    let base = "role = \"client\"\n[[primary.servers]]\naddress = \"192.0.2.1\"\n";
+    let (c, _) = Config::load(base).unwrap();
+    assert_eq!(c.control.read_group, "gnomon");
+    assert_eq!(c.control.admin_group, None);
+    let (c, _) = Config::load(&format!(
+        "{base}[control]\nread-group = \"\"\nadmin-group = \"ntp-admins\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.control.read_group, "");
+    assert_eq!(c.control.admin_group.as_deref(), Some("ntp-admins"));
+    let Err(ConfigError::Invalid { problems }) =
+        Config::load(&format!("{base}[control]\nadmin-group = \"Wheel; rm\"\n"))
+    else {
+        panic!("a bad group name must be refused");
+    };
+    assert!(
+        problems.iter().any(|p| p.key == "control.admin-group"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn pps_socket_kind_parses() {
+    let text = "role = \"gps\"\n[gps]\npps = \"socket\"\npps-device = \"/run/gnomon/pps.sock\"\n";
+    let (c, problems) = Config::load(text).unwrap();
+    assert_eq!(c.gps.unwrap().pps, PpsKind::Socket);
+    assert!(!problems.iter().any(|p| p.key.starts_with("gps")), "{problems:?}");
+}

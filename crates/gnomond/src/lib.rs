@@ -1,0 +1,13 @@
+//! gnomond: the daemon. It wires the pure engine (`gnomon-core`) to the
+//! world: chrony's command socket, the GPS hat, the control socket for
+//! gnomonctl, the state directory, journald and systemd.
+//!
+//! The binary (`main.rs`) only parses arguments; everything else lives here
+//! so the end-to-end tests and the lab can reach it.
+
+pub mod control;
+pub mod daemon;
+pub mod exit;
+pub mod journal;
+pub mod notify;
+pub mod persist;
