@@ -14,13 +14,15 @@
 use std::{
     collections::HashSet,
     fmt::{self, Write as _},
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     io::{self, Write as _},
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
 use gnomon_core::source::{AssociationKind, PlannedSource, SourceAddress, SourcePlan};
+
+pub use crate::atomic_file::FileOperation;
+use crate::atomic_file::{self, AtomicWriteError};
 
 /// The file name chrony's `sourcedir` must find; chrony reads only names
 /// ending in `.sources`.
@@ -262,30 +264,6 @@ fn source_line(planned: &PlannedSource) -> String {
     line
 }
 
-/// What was being done when the sources file could not be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileOperation {
-    Reading,
-    Creating,
-    Writing,
-    Syncing,
-    Renaming,
-    SyncingDirectory,
-}
-
-impl fmt::Display for FileOperation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FileOperation::Reading => "reading",
-            FileOperation::Creating => "creating",
-            FileOperation::Writing => "writing",
-            FileOperation::Syncing => "syncing",
-            FileOperation::Renaming => "renaming into place",
-            FileOperation::SyncingDirectory => "syncing directory",
-        })
-    }
-}
-
 /// Why the sources file could not be replaced.
 #[derive(Debug, thiserror::Error)]
 pub enum SourcesFileError {
@@ -308,6 +286,16 @@ impl SourcesFileError {
         match self {
             SourcesFileError::Io { error, .. } => Some(error.kind()),
             SourcesFileError::InvalidName { .. } => None,
+        }
+    }
+}
+
+impl From<AtomicWriteError> for SourcesFileError {
+    fn from(e: AtomicWriteError) -> Self {
+        SourcesFileError::Io {
+            operation: e.operation,
+            path: e.path,
+            error: e.error,
         }
     }
 }
@@ -358,12 +346,6 @@ impl SourcesFile {
         self.dir.join(&self.name)
     }
 
-    /// The temporary file next to the target. Its name does not end in
-    /// `.sources`, so a reload that races with a write never reads it.
-    fn temp_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.tmp", self.name))
-    }
-
     /// What the file holds now; `None` when there is no file.
     pub fn read_back(&self) -> io::Result<Option<String>> {
         match fs::read_to_string(self.path()) {
@@ -407,79 +389,21 @@ impl SourcesFile {
             }
         }
 
-        let temp = self.temp_path();
-        let io_err = |operation, path: &Path| {
-            let path = path.to_owned();
-            move |error| SourcesFileError::Io {
-                operation,
-                path,
-                error,
-            }
-        };
-        let (mut file, guard) =
-            create_temp(&temp).map_err(io_err(FileOperation::Creating, &temp))?;
-        fill(&mut file, text.as_bytes()).map_err(io_err(FileOperation::Writing, &temp))?;
-        file.sync_all()
-            .map_err(io_err(FileOperation::Syncing, &temp))?;
-        drop(file);
-        fs::rename(&temp, &target).map_err(io_err(FileOperation::Renaming, &target))?;
-        guard.disarm();
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_err(FileOperation::SyncingDirectory, &self.dir))?;
+        // chronyd reads the file as its own user, hence 0644 whatever the
+        // umask. The temporary file (`<name>.tmp`) does not end in
+        // `.sources`, so a reload that races with a write never reads it.
+        atomic_file::replace_with(&target, 0o644, |file| fill(file, text.as_bytes()))?;
         Ok(true)
-    }
-}
-
-/// Creates the temporary file exclusively with mode 0644. A file of that
-/// name can only be left over from a crash mid-write (errors remove it), so
-/// it is removed and creation tried once more.
-fn create_temp(temp: &Path) -> io::Result<(File, TempGuard<'_>)> {
-    let open = || {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(temp)
-    };
-    let file = match open() {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            fs::remove_file(temp)?;
-            open()?
-        }
-        other => other?,
-    };
-    let guard = TempGuard { path: Some(temp) };
-    // chronyd reads the file as its own user: a restrictive umask must not
-    // make it unreadable.
-    file.set_permissions(fs::Permissions::from_mode(0o644))?;
-    Ok((file, guard))
-}
-
-/// Removes the temporary file unless it was renamed into place.
-struct TempGuard<'a> {
-    path: Option<&'a Path>,
-}
-
-impl TempGuard<'_> {
-    fn disarm(mut self) {
-        self.path = None;
-    }
-}
-
-impl Drop for TempGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(path) = self.path {
-            // Best effort: the write already failed and that error is what
-            // the caller needs to see.
-            let _ = fs::remove_file(path);
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::{net::IpAddr, os::unix::fs::MetadataExt, time::Duration};
+    use std::{
+        net::IpAddr,
+        os::unix::fs::{MetadataExt, PermissionsExt},
+        time::Duration,
+    };
 
     use gnomon_core::source::{FallbackTier, NtpSource, SourceRole};
 

@@ -70,3 +70,67 @@ pub struct PpsEdge {
     /// The driver's assert sequence number; a gap means missed pulses.
     pub sequence: u64,
 }
+
+// PPS edges as datagrams: how a bridge or the lab's simulated hat hands
+// pulses to gnomond (`pps = "socket"`).
+
+/// Magic at the start of every PPS datagram ("GPPS").
+pub const PPS_DATAGRAM_MAGIC: [u8; 4] = *b"GPPS";
+/// Length of one PPS datagram: magic, 4 reserved bytes, the edge's
+/// sequence (u64) and its `CLOCK_REALTIME` time in ns (i64), little-endian.
+pub const PPS_DATAGRAM_LEN: usize = 24;
+
+/// One edge as a PPS datagram.
+pub fn encode_pps_datagram(sequence: u64, wall: WallTime) -> [u8; PPS_DATAGRAM_LEN] {
+    let mut out = [0u8; PPS_DATAGRAM_LEN];
+    for (dst, src) in out.iter_mut().zip(
+        PPS_DATAGRAM_MAGIC
+            .iter()
+            .chain([0u8; 4].iter())
+            .chain(sequence.to_le_bytes().iter())
+            .chain(wall.unix_nanos().to_le_bytes().iter()),
+    ) {
+        *dst = *src;
+    }
+    out
+}
+
+/// The (sequence, wall time) of a PPS datagram, or why it is not one.
+pub fn decode_pps_datagram(bytes: &[u8]) -> Result<(u64, WallTime), String> {
+    let arr: &[u8; PPS_DATAGRAM_LEN] = bytes.try_into().map_err(|_| {
+        format!(
+            "datagram of {} bytes, expected {PPS_DATAGRAM_LEN}",
+            bytes.len()
+        )
+    })?;
+    let (magic, rest) = arr.split_at(4);
+    if magic != PPS_DATAGRAM_MAGIC {
+        return Err("datagram does not start with GPPS".into());
+    }
+    let (_reserved, rest) = rest.split_at(4);
+    let (seq, wall) = rest.split_at(8);
+    let seq: [u8; 8] = seq.try_into().map_err(|_| "short sequence".to_string())?;
+    let wall: [u8; 8] = wall.try_into().map_err(|_| "short time".to_string())?;
+    Ok((
+        u64::from_le_bytes(seq),
+        WallTime::from_unix_nanos(i64::from_le_bytes(wall)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_edge_round_trip_and_refusals() {
+        let bytes = encode_pps_datagram(42, WallTime::from_unix_nanos(1_795_315_675_000_000_000));
+        assert_eq!(
+            decode_pps_datagram(&bytes),
+            Ok((42, WallTime::from_unix_nanos(1_795_315_675_000_000_000)))
+        );
+        assert!(decode_pps_datagram(&bytes[..20]).is_err());
+        let mut bad = bytes;
+        bad[0] = b'X';
+        assert!(decode_pps_datagram(&bad).is_err());
+    }
+}

@@ -444,8 +444,122 @@ fn gpio_edge(timestamp: Duration, sequence: u64, pair: &ClockPair) -> PpsEdge {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Unix datagram socket
+
+/// Edges received as datagrams on a Unix socket bound at `path` (a stale
+/// file there is replaced), in the format of
+/// [`gnomon_core::gps::encode_pps_datagram`]. For bridges from PPS readers gnomon has no
+/// backend for, and for the lab's simulated hat.
+///
+/// Error bound: the sender's timestamp is taken as the edge's wall time; the
+/// monotonic instant is derived as for the kernel device (fetch reading
+/// minus the edge's age), so delivery delay does not bias the wall time.
+pub fn spawn_socket(path: PathBuf) -> Result<PpsStream, PpsError> {
+    let open_err = |error| PpsError::Open {
+        path: path.clone(),
+        error,
+    };
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
+            std::fs::remove_file(&path).map_err(open_err)?;
+        }
+        Ok(_) => {
+            return Err(open_err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            )))
+        }
+        Err(_) => {}
+    }
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).map_err(open_err)?;
+    let timeout = Duration::from_millis(1500);
+    socket.set_read_timeout(Some(timeout)).map_err(open_err)?;
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_thread = Arc::clone(&stop);
+    thread::Builder::new()
+        .name("gnomon-pps-socket".into())
+        .spawn(move || {
+            let mut buf = [0u8; 64];
+            while !stop_thread.load(Ordering::Relaxed) {
+                let item = match socket.recv(&mut buf) {
+                    Ok(n) => {
+                        let (now_wall, now_mono) = read_clocks();
+                        match gnomon_core::gps::decode_pps_datagram(
+                            buf.get(..n).unwrap_or_default(),
+                        ) {
+                            Ok((sequence, wall)) => {
+                                Ok(kernel_edge(wall, sequence, now_wall, now_mono))
+                            }
+                            // A stray datagram is not a pulse; ignore it.
+                            Err(_) => continue,
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        Err(PpsError::NoPulse {
+                            source_name: path.display().to_string(),
+                            waited: timeout,
+                        })
+                    }
+                    Err(error) => {
+                        thread::sleep(Duration::from_secs(1));
+                        Err(PpsError::Fetch {
+                            path: path.clone(),
+                            error,
+                        })
+                    }
+                };
+                if tx.blocking_send(item).is_err() {
+                    break;
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        })
+        .map_err(|error| PpsError::Open {
+            path: PathBuf::from("(thread)"),
+            error,
+        })?;
+    Ok(PpsStream {
+        rx,
+        stop,
+        _guard: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[tokio::test]
+    async fn socket_backend_delivers_edges_and_reports_silence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pps.sock");
+        // A stale socket file from a previous run is replaced.
+        drop(std::os::unix::net::UnixDatagram::bind(&path).unwrap());
+        let mut stream = spawn_socket(path.clone()).unwrap();
+        let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        let (wall, _) = read_clocks();
+        sender.send_to(b"noise", &path).unwrap();
+        sender
+            .send_to(&gnomon_core::gps::encode_pps_datagram(7, wall), &path)
+            .unwrap();
+        let edge = stream.next().await.unwrap().unwrap();
+        assert_eq!(edge.sequence, 7);
+        assert_eq!(edge.wall, wall);
+        let (_, now_mono) = read_clocks();
+        assert!(edge.mono <= now_mono);
+        match stream.next().await.unwrap() {
+            Err(PpsError::NoPulse { source_name, .. }) => {
+                assert!(source_name.contains("pps.sock"), "{source_name}");
+            }
+            other => panic!("expected NoPulse, got {other:?}"),
+        }
+    }
     use super::*;
 
     const T0: WallTime = WallTime::from_unix_nanos(1_795_315_675_000_000_000);

@@ -338,6 +338,25 @@ fn write_paced(shared: &Shared, bytes: &[u8]) -> bool {
     true
 }
 
+/// Hands the hat's pulses to a `pps = "socket"` gnomond: each edge as a
+/// datagram to `path` (sent again on the next pulse if nobody listens
+/// yet). Runs until the hat is dropped.
+pub fn forward_pps(
+    pulses: mpsc::Receiver<PpsEdge>,
+    path: PathBuf,
+) -> io::Result<thread::JoinHandle<()>> {
+    let socket = std::os::unix::net::UnixDatagram::unbound()?;
+    thread::Builder::new()
+        .name("gps-hat-pps".into())
+        .spawn(move || {
+            for edge in pulses {
+                let datagram = gnomon_core::gps::encode_pps_datagram(edge.sequence, edge.wall);
+                // Not listening yet (gnomond starting) is not an error.
+                let _ = socket.send_to(&datagram, &path);
+            }
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,8 @@ mod bad_input;
 pub mod bench;
 pub mod chronyd;
 pub mod demo;
+pub mod gnomond;
 pub mod gps_hat;
+pub mod journald;
 pub mod scenarios;
 pub mod sim;

@@ -5,9 +5,13 @@
 //! The binary (`main.rs`) only parses arguments; everything else lives here
 //! so the end-to-end tests and the lab can reach it.
 
+pub mod check;
+pub mod chrony_link;
+pub mod config_file;
 pub mod control;
 pub mod daemon;
 pub mod exit;
+pub mod gps_feed;
 pub mod journal;
 pub mod notify;
 pub mod persist;

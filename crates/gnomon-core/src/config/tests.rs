@@ -900,5 +900,102 @@ fn pps_socket_kind_parses() {
     let text = "role = \"gps\"\n[gps]\npps = \"socket\"\npps-device = \"/run/gnomon/pps.sock\"\n";
     let (c, problems) = Config::load(text).unwrap();
     assert_eq!(c.gps.unwrap().pps, PpsKind::Socket);
-    assert!(!problems.iter().any(|p| p.key.starts_with("gps")), "{problems:?}");
+    assert!(
+        !problems.iter().any(|p| p.key.starts_with("gps")),
+        "{problems:?}"
+    );
+}
+
+/// The ```toml blocks of a Markdown page, in order. An unclosed block is
+/// returned too, so that it fails to load instead of vanishing.
+fn toml_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match current.as_mut() {
+            None if line.trim_end() == "```toml" => current = Some(String::new()),
+            None => {}
+            Some(_) if line.trim_end() == "```" => blocks.extend(current.take()),
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+        }
+    }
+    blocks.extend(current);
+    blocks
+}
+
+const MAN_PAGE: &str = include_str!("../../../../docs/man/gnomon.toml.5.md");
+
+/// gnomon.toml(5)'s examples are what operators copy: each must load
+/// without errors or warnings, and both roles must be shown.
+#[test]
+fn man_page_examples_load_cleanly() {
+    let blocks = toml_blocks(MAN_PAGE);
+    let mut roles = Vec::new();
+    for (index, block) in blocks.iter().enumerate() {
+        match Config::load(block) {
+            Ok((config, warnings)) => {
+                assert!(
+                    warnings.is_empty(),
+                    "example {index} of gnomon.toml.5.md has warnings: {warnings:?}\n{block}"
+                );
+                roles.push(config.role);
+            }
+            Err(e) => panic!("example {index} of gnomon.toml.5.md does not load: {e}\n{block}"),
+        }
+    }
+    assert!(
+        roles.contains(&Role::Client),
+        "no role = \"client\" example"
+    );
+    assert!(roles.contains(&Role::Gps), "no role = \"gps\" example");
+}
+
+/// Every key of the schema has its entry (`**key** = type (default)`) in
+/// gnomon.toml(5), so a new key cannot ship undocumented.
+#[test]
+fn man_page_documents_every_key() {
+    let mut server = NtpServerConfig::new("192.0.2.1");
+    server.port = Some(123);
+    server.minpoll = Some(4);
+    server.maxpoll = Some(8);
+    server.key = Some(1);
+    let mut config = Config::example_gps();
+    config.primary.servers = vec![server.clone()];
+    config.fallback.servers = vec![server.clone()];
+    config.fallback.peers = vec![server];
+    config.paths.floor_file = Some("/etc/gnomon/floor".into());
+    config.control.admin_group = Some("ntp-admins".into());
+    let table = toml::Table::try_from(&config).unwrap();
+
+    fn keys(table: &toml::Table, out: &mut Vec<String>) {
+        for (key, value) in table {
+            match value {
+                toml::Value::Table(inner) => keys(inner, out),
+                toml::Value::Array(items) => {
+                    for item in items {
+                        if let toml::Value::Table(inner) = item {
+                            keys(inner, out);
+                        }
+                    }
+                }
+                _ => out.push(key.clone()),
+            }
+        }
+    }
+    let mut all = Vec::new();
+    keys(&table, &mut all);
+    all.sort();
+    all.dedup();
+    assert!(all.len() > 40, "walked too few keys: {all:?}");
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|key| !MAN_PAGE.contains(&format!("\n**{key}** = ")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys without an entry in docs/man/gnomon.toml.5.md: {missing:?}"
+    );
 }

@@ -1,0 +1,360 @@
+//! The GPS side of the `gps` role: reads NMEA (UART/serial or gpsd) and the
+//! PPS line, hands epochs and edges to the engine, and feeds chrony's SOCK
+//! refclock through the gate the engine opens and closes.
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use gnomon_chrony::refclock_sock::{SockRefclock, TimevalLayout};
+use gnomon_core::{
+    config::{GpsConfig, GpsSourceKind, PpsKind},
+    engine::{GpsStatus, Input},
+    gps::{GpsEpoch, PpsEdge},
+    ipc::{GpsReport, PpsReport},
+    time::WallTime,
+};
+use gnomon_gps::{
+    decode::Decoder,
+    gate::GpsGate,
+    gpsd::{GpsdConfig, GpsdEvent, GpsdSource},
+    pps::{self, PpsStream},
+    serial::{SerialConfig, SerialEvent, SerialReader},
+};
+use tokio::sync::{mpsc, watch};
+
+/// Edges kept for `gnomonctl pps`.
+const EDGES_SHOWN: usize = 8;
+/// A PPS backend that could not be opened is tried again this often.
+const PPS_RETRY: Duration = Duration::from_secs(5);
+
+/// What `gnomonctl gps` and `pps` show of the reading side; the engine's
+/// judgement is added by the daemon.
+#[derive(Debug, Default)]
+pub struct GpsFeedState {
+    pub connected: bool,
+    pub last_error: Option<String>,
+    pub bytes_read: u64,
+    pub epochs: u64,
+    pub samples_sent: u64,
+    pub samples_withheld: u64,
+    pub pps_last_error: Option<String>,
+    pub recent_edges: VecDeque<PpsEdge>,
+}
+
+/// Shared between the feed task (writer) and the daemon (reader).
+pub type SharedFeedState = Arc<Mutex<GpsFeedState>>;
+
+fn update(state: &SharedFeedState, f: impl FnOnce(&mut GpsFeedState)) {
+    f(&mut state.lock().unwrap_or_else(PoisonError::into_inner));
+}
+
+/// The reports for `gnomonctl gps` / `pps`.
+pub fn reports(
+    config: &GpsConfig,
+    state: &SharedFeedState,
+    status: Option<GpsStatus>,
+) -> (GpsReport, PpsReport) {
+    let s = state.lock().unwrap_or_else(PoisonError::into_inner);
+    let device = match config.source {
+        GpsSourceKind::Gpsd => config.gpsd_address.clone(),
+        GpsSourceKind::Uart | GpsSourceKind::Serial => config.device.clone(),
+    };
+    let pps_device = match config.pps {
+        PpsKind::Gpio => format!("GPIO {}", config.pps_gpio),
+        PpsKind::None => String::new(),
+        PpsKind::Kernel | PpsKind::Socket => config.pps_device.clone(),
+    };
+    (
+        GpsReport {
+            source: config.source.to_string(),
+            device,
+            connected: s.connected,
+            last_error: s.last_error.clone(),
+            bytes_read: s.bytes_read,
+            epochs: s.epochs,
+            samples_sent: s.samples_sent,
+            samples_withheld: s.samples_withheld,
+            sock_refclock: config.sock_refclock.clone(),
+            status: status.clone(),
+        },
+        PpsReport {
+            kind: config.pps.to_string(),
+            device: pps_device,
+            last_error: s.pps_last_error.clone(),
+            recent_edges: s.recent_edges.iter().copied().collect(),
+            status,
+        },
+    )
+}
+
+/// Where NMEA comes from.
+enum NmeaSource {
+    Serial {
+        reader: SerialReader,
+        decoder: Box<Decoder>,
+        /// The reader thread ended (it only does when dropped): wait forever
+        /// instead of spinning on `None`.
+        ended: bool,
+    },
+    Gpsd(Box<GpsdSource>),
+}
+
+enum NmeaEvent {
+    Serial(Option<SerialEvent>),
+    Gpsd(GpsdEvent),
+}
+
+impl NmeaSource {
+    async fn next(&mut self) -> NmeaEvent {
+        match self {
+            NmeaSource::Serial { ended: true, .. } => std::future::pending().await,
+            NmeaSource::Serial { reader, ended, .. } => {
+                let event = reader.next().await;
+                *ended = event.is_none();
+                NmeaEvent::Serial(event)
+            }
+            NmeaSource::Gpsd(source) => NmeaEvent::Gpsd(source.next_event().await),
+        }
+    }
+}
+
+/// Why the feed could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GpsFeedError {
+    #[error("starting the reader thread for {path}: {error}")]
+    Thread { path: String, error: std::io::Error },
+    #[error("gps.gpsd-address \"{0}\" is not an address and port")]
+    GpsdAddress(String),
+}
+
+/// The running feed's inputs and outputs.
+#[derive(Debug)]
+pub struct GpsFeed {
+    pub config: GpsConfig,
+    /// Floor for the decoder's date checks.
+    pub floor: WallTime,
+    pub gate_open: watch::Receiver<bool>,
+    pub inputs: mpsc::Sender<Input>,
+    pub state: SharedFeedState,
+}
+
+impl GpsFeed {
+    /// Runs until the engine's input channel closes.
+    pub async fn run(mut self) -> Result<(), GpsFeedError> {
+        let mut source = self.open_source()?;
+        let mut gate = GpsGate::new(SockRefclock::new(
+            &self.config.sock_refclock,
+            TimevalLayout::native(),
+        ));
+        gate.set_open(*self.gate_open.borrow());
+        let mut pps: Option<PpsStream> = None;
+        let mut pps_retry = tokio::time::interval(PPS_RETRY);
+        let mut last_edge: Option<PpsEdge> = None;
+        loop {
+            tokio::select! {
+                changed = self.gate_open.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    gate.set_open(*self.gate_open.borrow_and_update());
+                }
+                _ = pps_retry.tick(), if pps.is_none() && self.config.pps != PpsKind::None => {
+                    pps = self.open_pps();
+                }
+                edge = next_edge(&mut pps) => match edge {
+                    Some(Ok(edge)) => {
+                        last_edge = Some(edge);
+                        update(&self.state, |s| {
+                            s.pps_last_error = None;
+                            if s.recent_edges.len() >= EDGES_SHOWN {
+                                s.recent_edges.pop_front();
+                            }
+                            s.recent_edges.push_back(edge);
+                        });
+                        if self.inputs.send(Input::PpsEdge(edge)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Some(Err(e)) => {
+                        update(&self.state, |s| s.pps_last_error = Some(e.to_string()));
+                    }
+                    None => {
+                        // The backend thread ended: open it again later.
+                        pps = None;
+                    }
+                },
+                event = source.next() => {
+                    let epochs = self.handle_nmea(&mut source, event);
+                    for epoch in epochs {
+                        let outcome = gate.offer(&epoch, last_edge.as_ref()).await;
+                        let stats = gate.stats();
+                        update(&self.state, |s| {
+                            s.epochs = s.epochs.saturating_add(1);
+                            s.samples_sent = stats.sent;
+                            s.samples_withheld = stats.withheld();
+                            if let Err(e) = &outcome {
+                                s.last_error = Some(e.to_string());
+                            }
+                        });
+                        if self.inputs.send(Input::GpsEpoch(epoch)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn open_source(&self) -> Result<NmeaSource, GpsFeedError> {
+        match self.config.source {
+            GpsSourceKind::Uart | GpsSourceKind::Serial => {
+                let path = PathBuf::from(&self.config.device);
+                let reader = SerialReader::spawn(
+                    path,
+                    SerialConfig {
+                        baud: self.config.baud_rate,
+                        ..SerialConfig::default()
+                    },
+                )
+                .map_err(|error| GpsFeedError::Thread {
+                    path: self.config.device.clone(),
+                    error,
+                })?;
+                Ok(NmeaSource::Serial {
+                    reader,
+                    decoder: Box::new(Decoder::new(self.floor)),
+                    ended: false,
+                })
+            }
+            GpsSourceKind::Gpsd => {
+                let addr: SocketAddr = self
+                    .config
+                    .gpsd_address
+                    .parse()
+                    .map_err(|_| GpsFeedError::GpsdAddress(self.config.gpsd_address.clone()))?;
+                Ok(NmeaSource::Gpsd(Box::new(GpsdSource::new(
+                    addr,
+                    GpsdConfig::default(),
+                ))))
+            }
+        }
+    }
+
+    fn open_pps(&self) -> Option<PpsStream> {
+        let opened = match self.config.pps {
+            PpsKind::Kernel => pps::spawn_kernel(PathBuf::from(&self.config.pps_device)),
+            PpsKind::Gpio => pps::spawn_gpio(self.config.pps_gpio),
+            PpsKind::Socket => pps::spawn_socket(PathBuf::from(&self.config.pps_device)),
+            PpsKind::None => return None,
+        };
+        match opened {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                let message = e.to_string();
+                let first = {
+                    let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                    s.pps_last_error.as_deref() != Some(message.as_str())
+                };
+                if first {
+                    tracing::warn!(pps = %self.config.pps, "cannot open the PPS source: {message}");
+                }
+                update(&self.state, |s| s.pps_last_error = Some(message));
+                None
+            }
+        }
+    }
+
+    /// Turns one reader event into epochs, keeping the reading state.
+    fn handle_nmea(&self, source: &mut NmeaSource, event: NmeaEvent) -> Vec<GpsEpoch> {
+        match (source, event) {
+            (NmeaSource::Serial { decoder, .. }, NmeaEvent::Serial(Some(event))) => match event {
+                SerialEvent::Opened { path } => {
+                    tracing::info!(device = %path.display(), "GPS device opened");
+                    update(&self.state, |s| {
+                        s.connected = true;
+                        s.last_error = None;
+                    });
+                    Vec::new()
+                }
+                SerialEvent::Bytes {
+                    data,
+                    received_wall,
+                    received_mono,
+                } => {
+                    let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+                    update(&self.state, |s| {
+                        s.bytes_read = s.bytes_read.saturating_add(len);
+                    });
+                    decoder.push(&data, received_wall, received_mono)
+                }
+                SerialEvent::Lost { error, retry_in } => {
+                    let was_connected = {
+                        let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                        s.connected || s.last_error.as_deref() != Some(error.as_str())
+                    };
+                    if was_connected {
+                        tracing::warn!(
+                            "GPS device lost: {error}; retrying every {}",
+                            gnomon_core::time::human_duration(retry_in)
+                        );
+                    }
+                    update(&self.state, |s| {
+                        s.connected = false;
+                        s.last_error = Some(error);
+                    });
+                    Vec::new()
+                }
+            },
+            (NmeaSource::Gpsd(_), NmeaEvent::Gpsd(event)) => match event {
+                GpsdEvent::Connected { addr } => {
+                    tracing::info!(gpsd = %addr, "connected to gpsd");
+                    update(&self.state, |s| {
+                        s.connected = true;
+                        s.last_error = None;
+                    });
+                    Vec::new()
+                }
+                GpsdEvent::Epoch(epoch) => vec![epoch],
+                GpsdEvent::Disconnected { error, .. } => {
+                    update(&self.state, |s| {
+                        s.connected = false;
+                        s.last_error = Some(error);
+                    });
+                    Vec::new()
+                }
+                GpsdEvent::GpsdError(error) => {
+                    update(&self.state, |s| s.last_error = Some(error));
+                    Vec::new()
+                }
+                // gnomon reads the pulse itself (gps.pps); gpsd's own PPS
+                // reports and device lists are not needed.
+                GpsdEvent::Pps(_)
+                | GpsdEvent::Version(_)
+                | GpsdEvent::Devices(_)
+                | GpsdEvent::Device(_) => Vec::new(),
+            },
+            // The serial reader thread ended (it only ends when dropped).
+            (NmeaSource::Serial { .. }, NmeaEvent::Serial(None)) => {
+                update(&self.state, |s| {
+                    s.connected = false;
+                    s.last_error = Some("the serial reader stopped".into());
+                });
+                Vec::new()
+            }
+            (NmeaSource::Serial { .. }, NmeaEvent::Gpsd(_))
+            | (NmeaSource::Gpsd(_), NmeaEvent::Serial(_)) => Vec::new(),
+        }
+    }
+}
+
+async fn next_edge(pps: &mut Option<PpsStream>) -> Option<Result<PpsEdge, pps::PpsError>> {
+    match pps {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}

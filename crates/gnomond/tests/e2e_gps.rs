@@ -1,0 +1,179 @@
+//! gnomond end to end on one machine, role `gps`: the simulated GPS hat
+//! writes NMEA to a pty and pulses into gnomond's PPS socket; gnomond reads
+//! both, opens the gate and feeds a private real chronyd's SOCK refclock,
+//! which selects it. Then the receiver jumps 1024 weeks back: the gate
+//! closes and the fallback (a loopback chronyd) is engaged.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    process::Output,
+    thread,
+    time::{Duration, Instant},
+};
+
+use gnomon_core::config::{Config, GpsConfig, GpsSourceKind, NtpServerConfig, PpsKind};
+use gnomon_lab::{
+    chronyd::{free_loopback_udp_port, Chronyd, ChronydSpec},
+    gnomond::{Gnomond, GnomondSpec},
+    gps_hat::{forward_pps, GpsHat, HatMode},
+};
+use serde_json::Value;
+
+const FALLBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "gnomonctl failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match f() {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last seen: {last}"
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn selected_refclock(d: &Gnomond) -> Option<String> {
+    let s = json(&d.gnomonctl(&["sources", "--json"]).unwrap());
+    s["chrony"]["sources"].as_array()?.iter().find_map(|src| {
+        (src["state"] == "selected")
+            .then(|| src["id"]["refclock"].as_str().map(str::to_owned))
+            .flatten()
+    })
+}
+
+#[test]
+fn gps_role_end_to_end() {
+    let fallback_port = free_loopback_udp_port().unwrap();
+    let mut fallback_spec = ChronydSpec::ntp_server("e2e-gps-fallback", fallback_port);
+    fallback_spec.bind_address = Some(IpAddr::V4(FALLBACK));
+    let _fallback = Chronyd::start(fallback_spec).unwrap();
+
+    let sockets = tempfile::tempdir().unwrap();
+    let refclock = sockets.path().join("nmea.sock");
+    let pps_socket = sockets.path().join("pps.sock");
+    let mut chrony_spec = ChronydSpec::client("e2e-gps-chrony");
+    chrony_spec.with_sourcedir = true;
+    chrony_spec.extra_conf.push(format!(
+        "refclock SOCK {} refid NMEA poll 0 filter 1",
+        refclock.display()
+    ));
+    let chrony = Chronyd::start(chrony_spec).unwrap();
+
+    let hat = GpsHat::start(HatMode::Healthy).unwrap();
+    let _pulses = forward_pps(hat.take_pps().unwrap(), pps_socket.clone()).unwrap();
+
+    let mut config = Config::example_gps();
+    config.gps = Some(GpsConfig {
+        source: GpsSourceKind::Serial,
+        device: hat.device_path().display().to_string(),
+        baud_rate: 9600,
+        pps: PpsKind::Socket,
+        pps_device: pps_socket.display().to_string(),
+        sock_refclock: refclock.display().to_string(),
+        ..GpsConfig::default()
+    });
+    config.fallback.servers = vec![NtpServerConfig {
+        port: Some(fallback_port),
+        minpoll: Some(-4),
+        maxpoll: Some(-4),
+        ..NtpServerConfig::new(FALLBACK.to_string())
+    }];
+    config.fallback.peers = Vec::new();
+    config.thresholds.grace = Duration::from_secs(3);
+    config.thresholds.hold = Duration::from_secs(4);
+    config.thresholds.gps_settle = Duration::from_secs(2);
+    config.thresholds.max_changes_per_hour = 60;
+    config.paths.chrony_socket = chrony.socket().display().to_string();
+    config.paths.sources_dir = chrony.sources_dir().display().to_string();
+    config.control.read_group = String::new();
+    let d = Gnomond::start(GnomondSpec::new(config)).unwrap();
+    let output = |d: &Gnomond| format!("\n--- gnomond output ---\n{}", d.output());
+    d.notify()
+        .wait_for("READY", Duration::from_secs(20), |v| v == "1")
+        .unwrap_or_else(|| panic!("no READY=1{}", output(&d)));
+
+    // NMEA and PPS read, the gate opens, chrony selects the NMEA refclock.
+    wait_for("the GPS gate to open", Duration::from_secs(30), || {
+        let s = json(&d.gnomonctl(&["status", "--json"]).unwrap());
+        (s["status"]["gps"]["gate_open"] == true)
+            .then_some(())
+            .ok_or_else(|| format!("{}{}", s["status"]["gps"], output(&d)))
+    });
+    wait_for(
+        "chrony to select NMEA",
+        Duration::from_secs(30),
+        || match selected_refclock(&d) {
+            Some(r) if r == "NMEA" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    let gps = json(&d.gnomonctl(&["gps", "--json"]).unwrap());
+    assert_eq!(gps["connected"], true, "{gps}");
+    assert!(gps["epochs"].as_u64().unwrap() >= 3, "{gps}");
+    assert!(gps["samples_sent"].as_u64().unwrap() >= 1, "{gps}");
+    let pps = json(&d.gnomonctl(&["pps", "--json"]).unwrap());
+    assert_eq!(pps["kind"], "socket");
+    assert!(!pps["recent_edges"].as_array().unwrap().is_empty(), "{pps}");
+    let s = json(&d.gnomonctl(&["status", "--json"]).unwrap());
+    assert_eq!(s["status"]["state"], "primary", "{s}");
+    assert_eq!(
+        s["status"]["gps"]["observation"]["offset_from_pps"], true,
+        "{s}"
+    );
+    let check = d.gnomonctl(&["check"]).unwrap();
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "check failed on a healthy GPS host: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    // The receiver's week counter rolls over: confidently wrong by 1024 weeks.
+    hat.set_mode(HatMode::Rollover);
+    wait_for("the gate to close", Duration::from_secs(20), || {
+        let s = json(&d.gnomonctl(&["status", "--json"]).unwrap());
+        (s["status"]["gps"]["gate_open"] == false)
+            .then_some(())
+            .ok_or_else(|| s["status"]["gps"]["verdict"].to_string())
+    });
+    wait_for("the fallback engaged", Duration::from_secs(30), || {
+        let s = json(&d.gnomonctl(&["status", "--json"]).unwrap());
+        (s["status"]["fallbacks_engaged"] == true)
+            .then_some(())
+            .ok_or_else(|| s["status"]["state"].to_string())
+    });
+    wait_for("gps-insane on stderr", Duration::from_secs(10), || {
+        let out = d.output();
+        out.contains("gps-insane").then_some(()).ok_or(out)
+    });
+    // chrony no longer gets NMEA samples: it stops selecting the refclock.
+    wait_for(
+        "chrony off NMEA",
+        Duration::from_secs(40),
+        || match selected_refclock(&d) {
+            Some(r) if r == "NMEA" => Err("still NMEA".to_owned()),
+            _ => Ok(()),
+        },
+    );
+}
