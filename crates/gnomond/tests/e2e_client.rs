@@ -163,6 +163,11 @@ fn client_role_end_to_end() {
         Some(Some(true)),
         "the fallback must be configured noselect while unused"
     );
+    // Scripts can wait for a synchronised clock, like `chronyc waitsync`.
+    let waited = d
+        .gnomonctl(&["wait", "--synced", "--timeout", "20", "--quiet"])
+        .unwrap();
+    assert_eq!(waited.status.code(), Some(0), "{waited:?}");
     d.notify()
         .wait_for("STATUS", Duration::from_secs(10), |v| {
             v.starts_with("primary")
