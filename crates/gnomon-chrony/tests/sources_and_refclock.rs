@@ -53,7 +53,10 @@ use gnomon_core::{
     source::SourcePlan,
     time::{Offset, WallTime},
 };
-use gnomon_lab::chronyd::{free_loopback_udp_port, loopback_fallback_plan, Chronyd, ChronydSpec};
+use gnomon_lab::{
+    chronyd::{free_loopback_udp_port, loopback_fallback_plan, Chronyd, ChronydSpec},
+    tmpfs::Tmpfs,
+};
 
 // ---------------------------------------------------------------------------
 // chronyd comes from the lab's harness and is queried with our own
@@ -494,52 +497,6 @@ fn sock_offset_sign_for_samples_and_pulses() {
 // ---------------------------------------------------------------------------
 // The sources file on a filesystem that fails.
 
-/// A small tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run mount ({e}): this test needs root"));
-        assert!(
-            status.success(),
-            "mounting a tmpfs failed ({status}): this test needs root"
-        );
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn remount_read_only(&self) {
-        let status = Command::new("mount")
-            .args(["-o", "remount,ro"])
-            .arg(self.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount read-only failed ({status})");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
 fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -553,7 +510,7 @@ fn names_in(dir: &Path) -> Vec<String> {
 /// operation and path, the old file intact, no temporary file left.
 #[test]
 fn sources_file_on_full_and_read_only_filesystems() {
-    let fs = Tmpfs::mount("16k");
+    let fs = Tmpfs::mount("size=16k,mode=0755").unwrap();
     let file = SourcesFile::new(fs.path());
     let old = try_render(&loopback_fallback(123, false)).unwrap();
     assert!(file.write(&old).unwrap());
@@ -571,7 +528,7 @@ fn sources_file_on_full_and_read_only_filesystems() {
     assert_eq!(file.read_back().unwrap().as_deref(), Some(old.as_str()));
     assert_eq!(names_in(fs.path()), vec!["gnomon.sources"]);
 
-    fs.remount_read_only();
+    fs.remount_read_only().unwrap();
     let err = file
         .write(&try_render(&loopback_fallback(123, true)).unwrap())
         .unwrap_err();

@@ -163,6 +163,14 @@ pub struct GnomondSpec {
     pub wrapper: Vec<String>,
     /// `--log` value.
     pub log: String,
+    /// A state directory of the caller's instead of a fresh one in the
+    /// temporary directory: it outlives this gnomond, so the next one can
+    /// start from what this one left (or from damage the caller put there).
+    pub state_dir: Option<PathBuf>,
+    /// Written as the config file instead of `config` serialised: for a
+    /// file gnomond must refuse. Written as it is, so its paths are not
+    /// made private; `config` still names the sockets the harness uses.
+    pub config_text: Option<String>,
 }
 
 impl GnomondSpec {
@@ -172,6 +180,8 @@ impl GnomondSpec {
             watchdog: Some(Duration::from_secs(2)),
             wrapper: Vec::new(),
             log: "stderr".to_owned(),
+            state_dir: None,
+            config_text: None,
         }
     }
 }
@@ -210,9 +220,15 @@ impl Gnomond {
             <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
         )?;
         private_paths(&mut spec.config, dir.path());
+        if let Some(state_dir) = &spec.state_dir {
+            spec.config.paths.state_dir = state_dir.display().to_string();
+        }
         let binary = workspace_binary("gnomond")?;
         let config_path = dir.path().join("gnomon.toml");
-        let text = toml::to_string(&spec.config).map_err(io::Error::other)?;
+        let text = match spec.config_text.take() {
+            Some(text) => text,
+            None => toml::to_string(&spec.config).map_err(io::Error::other)?,
+        };
         std::fs::write(&config_path, text)?;
         let notify = NotifySocket::bind(&dir.path().join("notify.sock"))?;
         let stderr_path = dir.path().join("gnomond.stderr");
@@ -266,6 +282,25 @@ impl Gnomond {
 
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// Replaces the config file (for a SIGHUP after it) with `config`,
+    /// its runtime, control socket and state paths made private as at
+    /// start. Written to a temporary file and renamed, so gnomond never
+    /// reads half of it.
+    pub fn write_config(&self, config: &Config) -> io::Result<()> {
+        let mut config = config.clone();
+        private_paths(&mut config, self.dir.path());
+        config.paths.state_dir = self.state_dir.display().to_string();
+        let text = toml::to_string(&config).map_err(io::Error::other)?;
+        self.write_config_text(&text)
+    }
+
+    /// Replaces the config file with `text` as it is (e.g. a broken one).
+    pub fn write_config_text(&self, text: &str) -> io::Result<()> {
+        let temp = self.dir.path().join("gnomon.toml.new");
+        std::fs::write(&temp, text)?;
+        std::fs::rename(&temp, &self.config_path)
     }
 
     pub fn notify(&self) -> &NotifySocket {

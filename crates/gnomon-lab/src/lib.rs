@@ -12,3 +12,4 @@ pub mod gps_hat;
 pub mod journald;
 pub mod scenarios;
 pub mod sim;
+pub mod tmpfs;

@@ -294,13 +294,24 @@ impl Daemon {
         };
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // WATCHDOG=1 on a timer of this loop's own, so a stalled loop still
+        // stops the pings, but at half the watchdog interval: the 1 s tick
+        // alone would ping a 1 s watchdog just as it expires. (A zero
+        // period would make `interval` panic: WATCHDOG_USEC=0 pings nothing.)
+        let watchdog_every = self
+            .notifier
+            .watchdog_interval()
+            .filter(|d| !d.is_zero())
+            .unwrap_or(TICK);
+        let mut watchdog = tokio::time::interval(watchdog_every);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     let (wall, mono) = read_clocks();
                     self.handle(mono, Input::Tick { wall });
-                    self.notifier.progress(Instant::now());
                 }
+                _ = watchdog.tick() => self.notifier.progress(Instant::now()),
                 Some(input) = self.inputs_rx.recv() => {
                     let first_assessment = matches!(
                         input,

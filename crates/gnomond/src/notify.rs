@@ -65,15 +65,17 @@ impl Notifier {
         self.send(&[NotifyState::Status(status)]);
     }
 
-    /// WATCHDOG=1, called by the engine loop after each pass; sent at most
-    /// every half watchdog interval.
+    /// WATCHDOG=1, called by the engine loop's watchdog timer every half
+    /// watchdog interval. Calls closer than a quarter interval apart send
+    /// nothing: a burst cannot flood systemd, and a timer firing a little
+    /// early after a late one cannot drop a ping.
     pub fn progress(&mut self, now: Instant) {
         let Some(every) = self.watchdog_every else {
             return;
         };
         if self
             .last_ping
-            .is_some_and(|last| now.duration_since(last) < every)
+            .is_some_and(|last| now.duration_since(last) < every / 2)
         {
             return;
         }

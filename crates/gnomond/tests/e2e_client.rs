@@ -13,7 +13,6 @@
 use std::{
     net::{IpAddr, Ipv4Addr},
     path::Path,
-    process::Output,
     thread,
     time::{Duration, Instant},
 };
@@ -26,6 +25,10 @@ use gnomon_lab::{
 };
 use rustix::process::Signal;
 use serde_json::Value;
+
+mod common;
+
+use common::{json, output, wait_for, wait_ready};
 
 const PRIMARY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const FALLBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
@@ -43,39 +46,6 @@ fn fast(address: Ipv4Addr, port: u16) -> NtpServerConfig {
         minpoll: Some(-4),
         maxpoll: Some(-4),
         ..NtpServerConfig::new(address.to_string())
-    }
-}
-
-fn json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "gnomonctl failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "gnomonctl --json printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-/// Polls `f` every 200 ms until it returns `Some`, or fails the test with
-/// what it last saw.
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match f() {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}; last seen: {last}"
-        );
-        thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -126,15 +96,10 @@ fn client_role_end_to_end() {
     spec.log = "journald".to_owned();
     spec.wrapper = journal.wrapper();
     let mut d = Gnomond::start(spec).unwrap();
-    let output = |d: &Gnomond| format!("\n--- gnomond output ---\n{}", d.output());
 
     // systemd's view: READY after the first assessment, a STATUS line,
     // and watchdog pings while the loop runs.
-    let status = d
-        .notify()
-        .wait_for("READY", Duration::from_secs(20), |v| v == "1")
-        .unwrap_or_else(|| panic!("no READY=1{}", output(&d)));
-    assert_eq!(status, "1");
+    wait_ready(&d);
     let first_status = d.notify().values("STATUS");
     assert!(
         !first_status.is_empty(),

@@ -12,9 +12,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr},
-    process::Output,
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use gnomon_core::config::{Config, GpsConfig, GpsSourceKind, NtpServerConfig, PpsKind};
@@ -23,35 +21,11 @@ use gnomon_lab::{
     gnomond::{Gnomond, GnomondSpec},
     gps_hat::{forward_pps, GpsHat, HatMode},
 };
-use serde_json::Value;
+mod common;
+
+use common::{json, output, wait_for, wait_ready};
 
 const FALLBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
-
-fn json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "gnomonctl failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match f() {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}; last seen: {last}"
-        );
-        thread::sleep(Duration::from_millis(250));
-    }
-}
 
 fn selected_refclock(d: &Gnomond) -> Option<String> {
     let s = json(&d.gnomonctl(&["sources", "--json"]).unwrap());
@@ -108,10 +82,7 @@ fn gps_role_end_to_end() {
     config.paths.sources_dir = chrony.sources_dir().display().to_string();
     config.control.read_group = String::new();
     let d = Gnomond::start(GnomondSpec::new(config)).unwrap();
-    let output = |d: &Gnomond| format!("\n--- gnomond output ---\n{}", d.output());
-    d.notify()
-        .wait_for("READY", Duration::from_secs(20), |v| v == "1")
-        .unwrap_or_else(|| panic!("no READY=1{}", output(&d)));
+    wait_ready(&d);
 
     // NMEA and PPS read, the gate opens, chrony selects the NMEA refclock.
     wait_for("the GPS gate to open", Duration::from_secs(30), || {

@@ -16,13 +16,13 @@ use std::{
     io::Write as _,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use gnomon_core::{
     engine::{Decision, DecisionKind, EngineState, FallbackMode, FreezeRecord, PersistedState},
     time::{MonoTime, WallTime},
 };
+use gnomon_lab::tmpfs::Tmpfs;
 use gnomond::persist::{
     read_floor_file, DecisionHistory, FloorFileError, PersistOperation, StateStore,
     HISTORY_CAPACITY,
@@ -460,65 +460,9 @@ fn an_empty_or_binary_history_file_starts_an_empty_history() {
 // ---------------------------------------------------------------------------
 // Filesystems that fail.
 
-/// A small tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(options: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run mount ({e}): this test needs root"));
-        assert!(
-            status.success(),
-            "mounting a tmpfs failed ({status}): this test needs root"
-        );
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn remount_read_only(&self) {
-        let status = Command::new("mount")
-            .args(["-o", "remount,ro"])
-            .arg(self.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount read-only failed ({status})");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
-/// Fills the filesystem under `dir` until it refuses another byte.
-fn fill(dir: &Path) -> PathBuf {
-    let filler = dir.join("filler");
-    let mut file = fs::File::create(&filler).unwrap();
-    let chunk = vec![0_u8; 4096];
-    loop {
-        match file.write(&chunk) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(28) => break,
-            Err(e) => panic!("filling {}: {e}", filler.display()),
-        }
-    }
-    filler
-}
-
 #[test]
 fn a_full_disk_is_an_error_value_and_the_old_files_stay_intact() {
-    let fs_ = Tmpfs::mount("size=16k,mode=0755");
+    let fs_ = Tmpfs::mount("size=16k,mode=0755").unwrap();
     let dir = fs_.path().join("state");
     let mut store = StateStore::new(&dir);
     store.save_state(&PersistedState::default()).unwrap();
@@ -526,7 +470,7 @@ fn a_full_disk_is_an_error_value_and_the_old_files_stay_intact() {
         store.append_decision(&decision(i)).unwrap();
     }
     let old_state = fs::read(dir.join("state.json")).unwrap();
-    fill(fs_.path());
+    fs_.fill().unwrap();
 
     let err = store.save_state(&some_state()).unwrap_err();
     assert!(err.is_no_space(), "{err}");
@@ -582,13 +526,13 @@ fn a_full_disk_is_an_error_value_and_the_old_files_stay_intact() {
 
 #[test]
 fn a_read_only_filesystem_is_an_error_naming_the_path() {
-    let fs_ = Tmpfs::mount("size=1m,mode=0755");
+    let fs_ = Tmpfs::mount("size=1m,mode=0755").unwrap();
     let dir = fs_.path();
     let mut store = StateStore::new(dir);
     store.save_state(&some_state()).unwrap();
     store.append_decision(&decision(0)).unwrap();
     let missing = StateStore::new(dir.join("absent"));
-    fs_.remount_read_only();
+    fs_.remount_read_only().unwrap();
 
     let err = store.save_state(&PersistedState::default()).unwrap_err();
     assert!(!err.is_no_space());
@@ -631,7 +575,7 @@ fn a_read_only_filesystem_is_an_error_naming_the_path() {
 
 #[test]
 fn damage_on_a_read_only_filesystem_is_reported_and_not_fatal() {
-    let fs_ = Tmpfs::mount("size=1m,mode=0755");
+    let fs_ = Tmpfs::mount("size=1m,mode=0755").unwrap();
     let dir = fs_.path();
     fs::write(dir.join("state.json"), b"{\"format\": 1, \"gate-op").unwrap();
     fs::write(
@@ -639,7 +583,7 @@ fn damage_on_a_read_only_filesystem_is_reported_and_not_fatal() {
         format!("{}{{\"at\"", json_line(&decision(0))),
     )
     .unwrap();
-    fs_.remount_read_only();
+    fs_.remount_read_only().unwrap();
 
     let restored = StateStore::new(dir).load();
     assert_eq!(restored.state, PersistedState::default());
