@@ -14,7 +14,7 @@ use std::{
 use gnomon_core::{
     chrony::ChronySnapshot,
     config::{Config, Role},
-    engine::{Action, Engine, FallbackMode, Input, OperatorCommand, PersistedState, Status},
+    engine::{Action, Engine, FallbackMode, Input, OperatorCommand, Status},
     ipc::{
         DaemonInfo, ErrorKind, ErrorReply, HistoryReport, Request, Response, SourcesReport,
         StatusReport,
@@ -38,6 +38,7 @@ use crate::{
     journal,
     notify::Notifier,
     persist::{self, DecisionHistory, StateStore},
+    state_writer::{self, StateJob},
 };
 
 /// The engine is ticked this often with a fresh wall-clock reading; finer
@@ -155,7 +156,7 @@ struct Daemon {
     config: Config,
     config_path: PathBuf,
     engine: Engine,
-    store: StateStore,
+    state_jobs: mpsc::UnboundedSender<StateJob>,
     history: DecisionHistory,
     notifier: Notifier,
     chrony_jobs: mpsc::UnboundedSender<ChronyJob>,
@@ -168,6 +169,7 @@ struct Daemon {
     control_task: JoinHandle<()>,
     feed_state: Option<SharedFeedState>,
     snapshot: Option<ChronySnapshot>,
+    /// The last write to the state directory that failed, until one works.
     last_save_error: Option<String>,
     started: Instant,
     started_wall: WallTime,
@@ -219,6 +221,8 @@ impl Daemon {
         let control_task = tokio::spawn(server.serve(policy_rx, calls_tx, shutdown_rx));
 
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUT_DEPTH);
+        let state_jobs = state_writer::spawn(store, inputs_tx.clone())
+            .map_err(|e| StartError::io("starting the state writer thread", &e))?;
         let (notes_tx, notes_rx) = mpsc::channel(16);
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let link = ChronyLinkConfig {
@@ -261,7 +265,7 @@ impl Daemon {
             config,
             config_path,
             engine,
-            store,
+            state_jobs,
             history: restored.history,
             notifier: Notifier::from_env(),
             chrony_jobs: jobs_tx,
@@ -317,8 +321,12 @@ impl Daemon {
                         input,
                         Input::Chrony(_) | Input::ChronyUnreachable { .. }
                     );
-                    if let Input::Chrony(s) = &input {
-                        self.snapshot = Some(s.clone());
+                    match &input {
+                        Input::Chrony(s) => self.snapshot = Some(s.clone()),
+                        Input::StateSaved { outcome } => {
+                            self.last_save_error = outcome.as_ref().err().cloned();
+                        }
+                        _ => {}
                     }
                     let (_, mono) = read_clocks();
                     self.handle(mono, input);
@@ -373,38 +381,18 @@ impl Daemon {
             }
             Action::Alert(event) => journal::alert(&event, self.engine.state()),
             Action::Persist(state) => {
-                let outcome = self.save(&state);
-                self.pending.push(Input::StateSaved { outcome });
+                let _ = self.state_jobs.send(StateJob::State(state));
             }
             Action::Record(decision) => {
                 journal::decision(&decision);
-                let saved = self
-                    .store
-                    .append_decision(&decision)
-                    .map_err(|e| e.to_string());
+                let _ = self
+                    .state_jobs
+                    .send(StateJob::Decision(Box::new(decision.clone())));
                 self.history.push(decision);
-                if let Err(e) = saved {
-                    self.last_save_error = Some(e.clone());
-                    self.pending.push(Input::StateSaved { outcome: Err(e) });
-                }
             }
             Action::Publish(status) => self.notifier.status(&status.summary()),
             // The loop ticks every second, finer than any timer asked for.
             Action::WakeAt(_) => {}
-        }
-    }
-
-    fn save(&mut self, state: &PersistedState) -> Result<(), String> {
-        match self.store.save_state(state) {
-            Ok(()) => {
-                self.last_save_error = None;
-                Ok(())
-            }
-            Err(e) => {
-                let message = e.to_string();
-                self.last_save_error = Some(message.clone());
-                Err(message)
-            }
         }
     }
 
@@ -569,10 +557,20 @@ impl Daemon {
 
     async fn shutdown(&mut self) {
         self.notifier.stopping();
+        let (done_tx, done_rx) = oneshot::channel();
         let state = self.engine.persisted_state();
-        match self.store.save_state(&state) {
-            Ok(()) => tracing::info!(state_dir = %self.config.paths.state_dir, "state saved"),
-            Err(e) => tracing::error!("saving state at shutdown: {e}"),
+        let _ = self.state_jobs.send(StateJob::Final(state, done_tx));
+        match tokio::time::timeout(Duration::from_secs(5), done_rx).await {
+            Ok(Ok(Ok(()))) => {
+                tracing::info!(state_dir = %self.config.paths.state_dir, "state saved");
+            }
+            Ok(Ok(Err(e))) => tracing::error!("saving state at shutdown: {e}"),
+            Ok(Err(_)) | Err(_) => {
+                tracing::error!(
+                    state_dir = %self.config.paths.state_dir,
+                    "saving state at shutdown: the state writer did not answer within 5 s"
+                );
+            }
         }
         self.shutdown_tx.send_replace(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.control_task).await;

@@ -15,3 +15,4 @@ pub mod gps_feed;
 pub mod journal;
 pub mod notify;
 pub mod persist;
+pub mod state_writer;
