@@ -9,6 +9,7 @@ pub mod chronyd;
 pub mod demo;
 pub mod gnomond;
 pub mod gps_hat;
+pub mod gps_host;
 pub mod journald;
 pub mod scenarios;
 pub mod sim;

@@ -35,14 +35,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use gnomon_core::{
-    config::{Config, GpsConfig, GpsSourceKind, NtpServerConfig, PpsKind},
-    ipc::{encode_frame, frame_len, Request, RequestFrame, Response, FRAME_HEADER, MAX_FRAME},
+use gnomon_core::ipc::{
+    encode_frame, frame_len, Request, RequestFrame, Response, FRAME_HEADER, MAX_FRAME,
 };
 use gnomon_lab::{
-    chronyd::{free_loopback_udp_port, Chronyd, ChronydSpec},
     gnomond::{workspace_binary, Gnomond, GnomondSpec},
-    gps_hat::{forward_pps, GpsHat, HatMode},
+    gps_hat::{GpsHat, HatMode},
+    gps_host::GpsHost,
 };
 use rustix::process::{kill_process, Pid, Signal};
 use serde_json::Value;
@@ -713,47 +712,11 @@ fn run() -> BenchResult<()> {
     let (watch, watch_reader) = watch_client(watched.port, Arc::clone(&watch_stop))?;
 
     // gnomond, role gps, as in the e2e test but with default thresholds.
-    let fallback_port = free_loopback_udp_port().map_err(|e| format!("free UDP port: {e}"))?;
-    let mut fallback_spec = ChronydSpec::ntp_server("footprint-fallback", fallback_port);
-    fallback_spec.bind_address = Some(IpAddr::V4(FALLBACK));
-    let _fallback =
-        Chronyd::start(fallback_spec).map_err(|e| format!("starting the fallback chronyd: {e}"))?;
-    let sockets = tempfile::tempdir().map_err(|e| format!("creating a temp dir: {e}"))?;
-    let refclock = sockets.path().join("nmea.sock");
-    let pps_socket = sockets.path().join("pps.sock");
-    let mut chrony_spec = ChronydSpec::client("footprint-chrony");
-    chrony_spec.with_sourcedir = true;
-    chrony_spec.extra_conf.push(format!(
-        "refclock SOCK {} refid NMEA poll 0 filter 1",
-        refclock.display()
-    ));
-    let chrony = Chronyd::start(chrony_spec).map_err(|e| format!("starting chronyd: {e}"))?;
-    let hat = GpsHat::start(HatMode::Healthy).map_err(|e| format!("starting a GPS hat: {e}"))?;
-    let pulses = hat
-        .take_pps()
-        .ok_or("the GPS hat's PPS receiver was already taken")?;
-    let _pps =
-        forward_pps(pulses, pps_socket.clone()).map_err(|e| format!("forwarding PPS: {e}"))?;
-    let mut config = Config::example_gps();
-    config.gps = Some(GpsConfig {
-        source: GpsSourceKind::Serial,
-        device: hat.device_path().display().to_string(),
-        baud_rate: 9600,
-        pps: PpsKind::Socket,
-        pps_device: pps_socket.display().to_string(),
-        sock_refclock: refclock.display().to_string(),
-        ..GpsConfig::default()
-    });
-    config.fallback.servers = vec![NtpServerConfig {
-        port: Some(fallback_port),
-        minpoll: Some(-4),
-        maxpoll: Some(-4),
-        ..NtpServerConfig::new(FALLBACK.to_string())
-    }];
-    config.fallback.peers = Vec::new();
-    config.paths.chrony_socket = chrony.socket().display().to_string();
-    config.paths.sources_dir = chrony.sources_dir().display().to_string();
-    config.control.read_group = String::new();
+    let host = GpsHost::start("footprint", HatMode::Healthy, FALLBACK)
+        .map_err(|e| format!("starting the GPS host (hat, chronyd, fallback): {e}"))?;
+    let hat = &host.hat;
+    let chrony = &host.chrony;
+    let config = host.config();
     let d =
         Gnomond::start(GnomondSpec::new(config)).map_err(|e| format!("starting gnomond: {e}"))?;
     let started = Instant::now();
@@ -808,7 +771,7 @@ fn run() -> BenchResult<()> {
     let log_before = d.output().len();
     let tpv_before = watch.tpv_3d.load(Ordering::Relaxed);
     let watch_bytes_before = watch.bytes.load(Ordering::Relaxed);
-    let hat_seconds_before = [&hat, &gpsd_hat, &watched_hat].map(GpsHat::seconds_sent);
+    let hat_seconds_before = [hat, &gpsd_hat, &watched_hat].map(GpsHat::seconds_sent);
     let t0 = Instant::now();
     for w in &mut watched_procs {
         w.start = Some(sample(w.pid)?);
@@ -846,7 +809,7 @@ fn run() -> BenchResult<()> {
     let log_after = d.output().len();
     let tpv = watch.tpv_3d.load(Ordering::Relaxed) - tpv_before;
     let watch_bytes = watch.bytes.load(Ordering::Relaxed) - watch_bytes_before;
-    let hat_seconds = [&hat, &gpsd_hat, &watched_hat]
+    let hat_seconds = [hat, &gpsd_hat, &watched_hat]
         .map(GpsHat::seconds_sent)
         .iter()
         .zip(hat_seconds_before)
@@ -880,7 +843,7 @@ fn run() -> BenchResult<()> {
             watched.label
         ));
     }
-    let dropped: Vec<u64> = [&hat, &gpsd_hat, &watched_hat]
+    let dropped: Vec<u64> = [hat, &gpsd_hat, &watched_hat]
         .map(GpsHat::bytes_dropped)
         .to_vec();
     println!();

@@ -42,7 +42,7 @@ use std::{
 
 use gnomon_core::{
     alert::{AlertEvent, AlertPhase, Priority},
-    engine::{Decision, DecisionKind, EngineState},
+    engine::{Decision, EngineState},
     time::human_duration,
 };
 use tracing::Level;
@@ -316,28 +316,11 @@ fn alert_to_tracing(event: &AlertEvent, state: EngineState) {
 pub fn decision(d: &Decision) {
     tracing::info!(
         target: DECISION_TARGET,
-        decision = %decision_name(d.kind),
+        decision = %d.kind.name(),
         state = %d.state,
         "{}",
         OneLine(&d.reason),
     );
-}
-
-/// The value of GNOMON_DECISION: the kebab-case names of gnomonctl history.
-pub const fn decision_name(kind: DecisionKind) -> &'static str {
-    match kind {
-        DecisionKind::StateChange => "state-change",
-        DecisionKind::EngageFallbacks => "engage-fallbacks",
-        DecisionKind::ReleaseFallbacks => "release-fallbacks",
-        DecisionKind::ReleaseDeferred => "release-deferred",
-        DecisionKind::GateOpen => "gate-open",
-        DecisionKind::GateClose => "gate-close",
-        DecisionKind::StepClock => "step-clock",
-        DecisionKind::Freeze => "freeze",
-        DecisionKind::Thaw => "thaw",
-        DecisionKind::FallbackOverride => "fallback-override",
-        DecisionKind::Reapply => "reapply",
-    }
 }
 
 /// MESSAGE of an alert event: the alert's own words, with how long it has

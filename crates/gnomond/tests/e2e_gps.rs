@@ -10,17 +10,14 @@
     clippy::indexing_slicing
 )]
 
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    time::Duration,
+use std::{net::Ipv4Addr, time::Duration};
+
+use gnomon_lab::{
+    gnomond::{Gnomond, GnomondSpec},
+    gps_hat::HatMode,
+    gps_host::GpsHost,
 };
 
-use gnomon_core::config::{Config, GpsConfig, GpsSourceKind, NtpServerConfig, PpsKind};
-use gnomon_lab::{
-    chronyd::{free_loopback_udp_port, Chronyd, ChronydSpec},
-    gnomond::{Gnomond, GnomondSpec},
-    gps_hat::{forward_pps, GpsHat, HatMode},
-};
 mod common;
 
 use common::{json, output, wait_for, wait_ready};
@@ -38,49 +35,13 @@ fn selected_refclock(d: &Gnomond) -> Option<String> {
 
 #[test]
 fn gps_role_end_to_end() {
-    let fallback_port = free_loopback_udp_port().unwrap();
-    let mut fallback_spec = ChronydSpec::ntp_server("e2e-gps-fallback", fallback_port);
-    fallback_spec.bind_address = Some(IpAddr::V4(FALLBACK));
-    let _fallback = Chronyd::start(fallback_spec).unwrap();
-
-    let sockets = tempfile::tempdir().unwrap();
-    let refclock = sockets.path().join("nmea.sock");
-    let pps_socket = sockets.path().join("pps.sock");
-    let mut chrony_spec = ChronydSpec::client("e2e-gps-chrony");
-    chrony_spec.with_sourcedir = true;
-    chrony_spec.extra_conf.push(format!(
-        "refclock SOCK {} refid NMEA poll 0 filter 1",
-        refclock.display()
-    ));
-    let chrony = Chronyd::start(chrony_spec).unwrap();
-
-    let hat = GpsHat::start(HatMode::Healthy).unwrap();
-    let _pulses = forward_pps(hat.take_pps().unwrap(), pps_socket.clone()).unwrap();
-
-    let mut config = Config::example_gps();
-    config.gps = Some(GpsConfig {
-        source: GpsSourceKind::Serial,
-        device: hat.device_path().display().to_string(),
-        baud_rate: 9600,
-        pps: PpsKind::Socket,
-        pps_device: pps_socket.display().to_string(),
-        sock_refclock: refclock.display().to_string(),
-        ..GpsConfig::default()
-    });
-    config.fallback.servers = vec![NtpServerConfig {
-        port: Some(fallback_port),
-        minpoll: Some(-4),
-        maxpoll: Some(-4),
-        ..NtpServerConfig::new(FALLBACK.to_string())
-    }];
-    config.fallback.peers = Vec::new();
+    let host = GpsHost::start("e2e-gps", HatMode::Healthy, FALLBACK).unwrap();
+    let hat = &host.hat;
+    let mut config = host.config();
     config.thresholds.grace = Duration::from_secs(3);
     config.thresholds.hold = Duration::from_secs(4);
     config.thresholds.gps_settle = Duration::from_secs(2);
     config.thresholds.max_changes_per_hour = 60;
-    config.paths.chrony_socket = chrony.socket().display().to_string();
-    config.paths.sources_dir = chrony.sources_dir().display().to_string();
-    config.control.read_group = String::new();
     let d = Gnomond::start(GnomondSpec::new(config)).unwrap();
     wait_ready(&d);
 

@@ -193,6 +193,26 @@ pub enum DecisionKind {
     Reapply,
 }
 
+impl DecisionKind {
+    /// The kebab-case name, as in JSON, `gnomonctl history` and the
+    /// journal's GNOMON_DECISION field.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DecisionKind::StateChange => "state-change",
+            DecisionKind::EngageFallbacks => "engage-fallbacks",
+            DecisionKind::ReleaseFallbacks => "release-fallbacks",
+            DecisionKind::ReleaseDeferred => "release-deferred",
+            DecisionKind::GateOpen => "gate-open",
+            DecisionKind::GateClose => "gate-close",
+            DecisionKind::StepClock => "step-clock",
+            DecisionKind::Freeze => "freeze",
+            DecisionKind::Thaw => "thaw",
+            DecisionKind::FallbackOverride => "fallback-override",
+            DecisionKind::Reapply => "reapply",
+        }
+    }
+}
+
 /// One entry of the decision history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {

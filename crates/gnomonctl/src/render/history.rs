@@ -4,7 +4,7 @@
 use gnomon_core::{engine::Decision, ipc::HistoryReport};
 
 use crate::{
-    render::{decision_kind, state_paint, time, Style},
+    render::{state_paint, time, Style},
     table::{Align, Cell, Table},
 };
 
@@ -21,7 +21,7 @@ pub(crate) fn decisions_table(decisions: &[Decision]) -> Table {
     for d in decisions {
         t.row(vec![
             d.wall.map_or_else(|| d.at.to_string(), time).into(),
-            decision_kind(d.kind).into(),
+            d.kind.name().into(),
             Cell::painted(d.state.name(), state_paint(d.state)),
             d.reason.as_str().into(),
         ]);

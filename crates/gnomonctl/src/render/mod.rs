@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use gnomon_core::{
-    engine::{DecisionKind, EngineState},
+    engine::EngineState,
     time::{human_duration, Offset, WallTime},
 };
 
@@ -180,23 +180,6 @@ pub(crate) fn yes_no(b: bool) -> &'static str {
         "yes"
     } else {
         "no"
-    }
-}
-
-/// A decision kind as `history` names it (its JSON name).
-pub(crate) fn decision_kind(kind: DecisionKind) -> &'static str {
-    match kind {
-        DecisionKind::StateChange => "state-change",
-        DecisionKind::EngageFallbacks => "engage-fallbacks",
-        DecisionKind::ReleaseFallbacks => "release-fallbacks",
-        DecisionKind::ReleaseDeferred => "release-deferred",
-        DecisionKind::GateOpen => "gate-open",
-        DecisionKind::GateClose => "gate-close",
-        DecisionKind::StepClock => "step-clock",
-        DecisionKind::Freeze => "freeze",
-        DecisionKind::Thaw => "thaw",
-        DecisionKind::FallbackOverride => "fallback-override",
-        DecisionKind::Reapply => "reapply",
     }
 }
 
