@@ -44,6 +44,8 @@ use crate::{
 /// The engine is ticked this often with a fresh wall-clock reading; finer
 /// than any timer the engine asks for (grace, hold, timeouts are seconds).
 const TICK: Duration = Duration::from_secs(1);
+/// STATUS= is refreshed every this many ticks, for its offsets.
+const STATUS_REFRESH_TICKS: u64 = 10;
 /// Decisions shown by `gnomonctl status`.
 const STATUS_DECISIONS: usize = 5;
 /// How long a `sources` request waits for chrony's sourcestats.
@@ -297,6 +299,7 @@ impl Daemon {
             return;
         };
         let mut tick = tokio::time::interval(TICK);
+        let mut ticks: u64 = 0;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // WATCHDOG=1 on a timer of this loop's own, so a stalled loop still
         // stops the pings, but at half the watchdog interval: the 1 s tick
@@ -314,6 +317,14 @@ impl Daemon {
                 _ = tick.tick() => {
                     let (wall, mono) = read_clocks();
                     self.handle(mono, Input::Tick { wall });
+                    // The engine publishes when its headline changes; the
+                    // offsets in the line move on their own, so refresh it
+                    // now and then (sent only if it changed).
+                    ticks = ticks.wrapping_add(1);
+                    if ticks % STATUS_REFRESH_TICKS == 0 && self.notifier.is_ready() {
+                        let summary = self.engine.status(mono).summary();
+                        self.notifier.status(&summary);
+                    }
                 }
                 _ = watchdog.tick() => self.notifier.progress(Instant::now()),
                 Some(input) = self.inputs_rx.recv() => {

@@ -60,6 +60,14 @@ fn gps_role_end_to_end() {
             other => Err(format!("{other:?}")),
         },
     );
+    // systemd's STATUS= says so in one line, with chrony's offset.
+    let line = d
+        .notify()
+        .wait_for("STATUS", Duration::from_secs(20), |v| {
+            v.starts_with("primary") && v.contains("PPS locked") && v.contains("offset")
+        })
+        .unwrap_or_else(|| panic!("STATUS lines: {:?}", d.notify().values("STATUS")));
+    assert!(line.contains("fallbacks standby 1/1 answering"), "{line}");
     let gps = json(&d.gnomonctl(&["gps", "--json"]).unwrap());
     assert_eq!(gps["connected"], true, "{gps}");
     assert!(gps["epochs"].as_u64().unwrap() >= 3, "{gps}");

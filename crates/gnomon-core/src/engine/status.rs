@@ -87,7 +87,8 @@ pub struct FallbackStatus {
 
 impl Status {
     /// One line for systemd's STATUS=, e.g.
-    /// `primary: GPS healthy, PPS locked; fallbacks standby 3/3 answering`.
+    /// `primary: GPS healthy, PPS locked, offset +12 ns; fallbacks standby
+    /// 3/3 answering` (the offset is chrony's, system clock vs. its reference).
     pub fn summary(&self) -> String {
         let answering = self.fallbacks.iter().filter(|f| f.answering).count();
         let total = self.fallbacks.len();
@@ -96,7 +97,17 @@ impl Status {
         } else {
             format!("fallbacks standby {answering}/{total} answering")
         };
-        let mut line = format!("{}: {}; {fb}", self.state, self.reason);
+        let mut line = format!("{}: {}", self.state, self.reason);
+        if let Some(g) = &self.gps {
+            if g.observation.offset_from_pps && g.gate_open {
+                line.push_str(", PPS locked");
+            }
+        }
+        if let (true, Some(offset)) = (self.chrony.reachable, self.chrony.system_offset) {
+            line.push_str(&format!(", offset {offset}"));
+        }
+        line.push_str("; ");
+        line.push_str(&fb);
         if self.clock.before_floor {
             line.push_str("; CLOCK BEFORE FLOOR");
         }
