@@ -176,6 +176,9 @@ pub struct GpsReport {
     pub last_error: Option<String>,
     pub bytes_read: u64,
     pub epochs: u64,
+    /// Epochs read several at once after a stall, not used for timing.
+    #[serde(default)]
+    pub backlog_dropped: u64,
     /// Samples sent into chrony's SOCK refclock.
     pub samples_sent: u64,
     /// Samples withheld by the closed gate or without a pairing pulse.

@@ -87,6 +87,11 @@ impl SerialReader {
     pub async fn next(&mut self) -> Option<SerialEvent> {
         self.rx.recv().await
     }
+
+    /// An event already waiting, without waiting for one.
+    pub fn try_next(&mut self) -> Option<SerialEvent> {
+        self.rx.try_recv().ok()
+    }
 }
 
 impl Drop for SerialReader {

@@ -42,6 +42,8 @@ pub struct GpsFeedState {
     pub epochs: u64,
     pub samples_sent: u64,
     pub samples_withheld: u64,
+    /// Epochs read as a backlog and not used (see `GpsFeed::drop_backlog`).
+    pub backlog_dropped: u64,
     pub pps_last_error: Option<String>,
     pub recent_edges: VecDeque<PpsEdge>,
 }
@@ -77,6 +79,7 @@ pub fn reports(
             last_error: s.last_error.clone(),
             bytes_read: s.bytes_read,
             epochs: s.epochs,
+            backlog_dropped: s.backlog_dropped,
             samples_sent: s.samples_sent,
             samples_withheld: s.samples_withheld,
             sock_refclock: config.sock_refclock.clone(),
@@ -110,6 +113,19 @@ enum NmeaEvent {
 }
 
 impl NmeaSource {
+    /// An event the reader already has, without waiting (serial only: gpsd
+    /// delivers reports one by one).
+    fn try_next(&mut self) -> Option<NmeaEvent> {
+        match self {
+            NmeaSource::Serial {
+                reader,
+                ended: false,
+                ..
+            } => reader.try_next().map(|e| NmeaEvent::Serial(Some(e))),
+            NmeaSource::Serial { .. } | NmeaSource::Gpsd(_) => None,
+        }
+    }
+
     async fn next(&mut self) -> NmeaEvent {
         match self {
             NmeaSource::Serial { ended: true, .. } => std::future::pending().await,
@@ -189,7 +205,15 @@ impl GpsFeed {
                     }
                 },
                 event = source.next() => {
-                    let epochs = self.handle_nmea(&mut source, event);
+                    let mut epochs = self.handle_nmea(&mut source, event);
+                    // Everything the reader already has is part of the same read.
+                    while let Some(event) = source.try_next() {
+                        epochs.extend(self.handle_nmea(&mut source, event));
+                    }
+                    if epochs.len() > 1 {
+                        self.drop_backlog(epochs.len());
+                        continue;
+                    }
                     for epoch in epochs {
                         let outcome = gate.offer(&epoch, last_edge.as_ref()).await;
                         let stats = gate.stats();
@@ -208,6 +232,25 @@ impl GpsFeed {
                 }
             }
         }
+    }
+
+    /// A receiver completes one epoch a second: several in one read were
+    /// queued in the tty while gnomond was not reading (a stall under
+    /// load, or data buffered before the device was opened). Their arrival
+    /// times are the read's, not the receiver's, so they say nothing about
+    /// the time: stamped late they would look like the GPS jumping
+    /// seconds back. None goes to the engine or to chrony; the next epoch,
+    /// read on time, does.
+    fn drop_backlog(&self, count: usize) {
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        tracing::warn!(
+            epochs = count,
+            "{count} NMEA epochs were read at once (queued while gnomond was not reading); \
+             not used for timing"
+        );
+        update(&self.state, |s| {
+            s.backlog_dropped = s.backlog_dropped.saturating_add(count);
+        });
     }
 
     fn open_source(&self) -> Result<NmeaSource, GpsFeedError> {

@@ -10,13 +10,15 @@
     clippy::indexing_slicing
 )]
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{net::Ipv4Addr, thread, time::Duration};
 
 use gnomon_lab::{
     gnomond::{Gnomond, GnomondSpec},
     gps_hat::HatMode,
     gps_host::GpsHost,
 };
+use rustix::process::Signal;
+use serde_json::Value;
 
 mod common;
 
@@ -88,6 +90,35 @@ fn gps_role_end_to_end() {
         "check failed on a healthy GPS host: {}",
         String::from_utf8_lossy(&check.stdout)
     );
+
+    // A stall (a Pi under load, gnomond not scheduled for 5 s): NMEA piles
+    // up unread in the tty. The backlog is not the receiver's time now;
+    // read late, it must not look like a GPS jumping seconds back.
+    d.signal(Signal::STOP).unwrap();
+    thread::sleep(Duration::from_secs(5));
+    d.signal(Signal::CONT).unwrap();
+    thread::sleep(Duration::from_secs(6));
+    let s = json(&d.gnomonctl(&["status", "--json"]).unwrap());
+    assert!(
+        !d.output().contains("gps-insane"),
+        "a stall made the GPS look insane{}",
+        output(&d)
+    );
+    assert_eq!(
+        s["status"]["gps"]["verdict"]["insanity"],
+        Value::Null,
+        "{s}"
+    );
+    let gps = json(&d.gnomonctl(&["gps", "--json"]).unwrap());
+    assert!(gps["backlog_dropped"].as_u64().unwrap() >= 3, "{gps}");
+    // With this test's 2-s settle and 3-s grace the 6-s silence may well
+    // have engaged the fallback; the GPS must come back as primary.
+    wait_for("the GPS back as primary", Duration::from_secs(30), || {
+        let s = json(&d.gnomonctl(&["status", "--json"]).unwrap());
+        (s["status"]["state"] == "primary" && s["status"]["gps"]["gate_open"] == true)
+            .then_some(())
+            .ok_or_else(|| s["status"]["reason"].to_string())
+    });
 
     // The receiver's week counter rolls over: confidently wrong by 1024 weeks.
     hat.set_mode(HatMode::Rollover);

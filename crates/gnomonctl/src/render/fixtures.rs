@@ -344,6 +344,7 @@ pub(crate) fn gps_report() -> GpsReport {
         last_error: None,
         bytes_read: 1_234_567,
         epochs: 3600,
+        backlog_dropped: 0,
         samples_sent: 3500,
         samples_withheld: 100,
         sock_refclock: "/run/gnomon/nmea.sock".into(),

@@ -32,7 +32,14 @@ pub(crate) fn render_gps(report: &GpsReport, style: Style) -> String {
     last_error(&mut f, report.last_error.as_deref(), style);
     f.add(
         "Read",
-        format!("{} bytes, {} epochs", report.bytes_read, report.epochs),
+        if report.backlog_dropped == 0 {
+            format!("{} bytes, {} epochs", report.bytes_read, report.epochs)
+        } else {
+            format!(
+                "{} bytes, {} epochs, {} dropped as a backlog",
+                report.bytes_read, report.epochs, report.backlog_dropped
+            )
+        },
     );
     f.add(
         "Into chrony",
