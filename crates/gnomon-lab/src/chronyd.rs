@@ -71,6 +71,10 @@ pub struct ChronydSpec {
     /// default) leaves it to chronyd's user and root, 0o007 lets chrony's
     /// group in too.
     pub umask: u32,
+    /// A command chronyd is run through, e.g. `ip netns exec <ns>` to put
+    /// it on a lab host ([`crate::netns::Topology::wrapper`]). It must
+    /// exec chronyd, so the process held is chronyd itself.
+    pub wrapper: Vec<String>,
 }
 
 impl ChronydSpec {
@@ -85,6 +89,7 @@ impl ChronydSpec {
             extra_conf: Vec::new(),
             with_sourcedir: false,
             umask: 0o022,
+            wrapper: Vec::new(),
         }
     }
 
@@ -288,6 +293,7 @@ impl Chronyd {
             .arg("-c")
             .arg("umask \"$0\" && exec \"$@\"")
             .arg(format!("{:04o}", self.spec.umask & 0o777))
+            .args(&self.spec.wrapper)
             .arg(&self.binary)
             .args(["-n", "-x", "-u", &self.spec.user, "-f"])
             .arg(&self.conf)

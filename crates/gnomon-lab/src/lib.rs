@@ -11,6 +11,7 @@ pub mod gnomond;
 pub mod gps_hat;
 pub mod gps_host;
 pub mod journald;
+pub mod netns;
 pub mod scenarios;
 pub mod sim;
 pub mod tmpfs;
