@@ -341,19 +341,9 @@ pub fn spawn_kernel(path: PathBuf) -> Result<PpsStream, PpsError> {
                         wall_from_timespec(info.assert_tu.sec, i64::from(info.assert_tu.nsec));
                     Ok(kernel_edge(wall, sequence, now_wall, now_mono))
                 }
-                Err(error) if error.raw_os_error() == Some(libc_etimedout()) => {
-                    Err(PpsError::NoPulse {
-                        source_name: path.display().to_string(),
-                        waited: timeout,
-                    })
-                }
                 Err(error) => {
-                    // Avoid spinning on a device that keeps failing.
-                    thread::sleep(Duration::from_secs(1));
-                    Err(PpsError::Fetch {
-                        path: path.clone(),
-                        error,
-                    })
+                    let timed_out = error.raw_os_error() == Some(libc_etimedout());
+                    Err(wait_failure(&path, timeout, error, timed_out))
                 }
             };
             if tx.blocking_send(item).is_err() {
@@ -366,6 +356,28 @@ pub fn spawn_kernel(path: PathBuf) -> Result<PpsStream, PpsError> {
         stop,
         _guard: None,
     })
+}
+
+/// What a backend thread reports when waiting for a pulse failed: no
+/// pulse within `timeout`, or an error (after a pause, so a device that
+/// keeps failing is not read in a tight loop).
+fn wait_failure(
+    path: &std::path::Path,
+    timeout: Duration,
+    error: std::io::Error,
+    timed_out: bool,
+) -> PpsError {
+    if timed_out {
+        return PpsError::NoPulse {
+            source_name: path.display().to_string(),
+            waited: timeout,
+        };
+    }
+    thread::sleep(Duration::from_secs(1));
+    PpsError::Fetch {
+        path: path.to_owned(),
+        error,
+    }
 }
 
 fn libc_etimedout() -> i32 {
@@ -496,23 +508,12 @@ pub fn spawn_socket(path: PathBuf) -> Result<PpsStream, PpsError> {
                             Err(_) => continue,
                         }
                     }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        Err(PpsError::NoPulse {
-                            source_name: path.display().to_string(),
-                            waited: timeout,
-                        })
-                    }
                     Err(error) => {
-                        thread::sleep(Duration::from_secs(1));
-                        Err(PpsError::Fetch {
-                            path: path.clone(),
-                            error,
-                        })
+                        let timed_out = matches!(
+                            error.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        );
+                        Err(wait_failure(&path, timeout, error, timed_out))
                     }
                 };
                 if tx.blocking_send(item).is_err() {

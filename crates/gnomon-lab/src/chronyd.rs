@@ -372,33 +372,12 @@ pub fn free_loopback_udp_port() -> io::Result<u16> {
 
 /// `$GNOMON_CHRONYD`, else `chronyd` in PATH, /usr/sbin or /sbin.
 fn find_chronyd() -> io::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("GNOMON_CHRONYD") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "$GNOMON_CHRONYD names {}, which is not a file",
-                    path.display()
-                ),
-            ))
-        };
-    }
-    let path_dirs = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path_dirs)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|dir| dir.join("chronyd"))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                "chronyd not found in PATH, /usr/sbin or /sbin (or $GNOMON_CHRONYD): \
-                 install chrony 4.x (apt-get install chrony); tests that need it fail \
-                 rather than skip",
-            )
-        })
+    crate::programs::find(
+        "chronyd",
+        Some("GNOMON_CHRONYD"),
+        &["/usr/sbin", "/sbin"],
+        "install chrony 4.x (apt-get install chrony)",
+    )
 }
 
 fn render_conf(spec: &ChronydSpec, root: &Path) -> String {

@@ -415,49 +415,22 @@ fn bytes_to_text(items: &[Value]) -> String {
 
 /// `$GNOMON_JOURNALD`, else systemd-journald in /lib/systemd or /usr/lib/systemd.
 fn find_journald() -> io::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("GNOMON_JOURNALD") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("GNOMON_JOURNALD={} is not a file", path.display()),
-            ))
-        };
-    }
-    [
-        "/lib/systemd/systemd-journald",
-        "/usr/lib/systemd/systemd-journald",
-    ]
-    .into_iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
-    .ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            "systemd-journald not found in /lib/systemd or /usr/lib/systemd \
-                 (install the systemd package)",
-        )
-    })
+    crate::programs::find(
+        "systemd-journald",
+        Some("GNOMON_JOURNALD"),
+        &["/lib/systemd", "/usr/lib/systemd"],
+        "install the systemd package",
+    )
 }
 
 /// `name` in PATH, /usr/bin, /bin, /usr/sbin or /sbin.
 fn find_program(name: &str) -> io::Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "{name} not found in PATH, /usr/bin, /bin, /usr/sbin or /sbin \
-                     (util-linux for unshare and nsenter, systemd for journalctl)"
-                ),
-            )
-        })
+    crate::programs::find(
+        name,
+        None,
+        &["/usr/bin", "/bin", "/usr/sbin", "/sbin"],
+        "util-linux for unshare and nsenter, systemd for journalctl",
+    )
 }
 
 /// A 128-bit id in machine-id form, different for each journal started.

@@ -12,6 +12,7 @@ pub mod gps_hat;
 pub mod gps_host;
 pub mod journald;
 pub mod netns;
+pub mod programs;
 pub mod scenarios;
 pub mod sim;
 pub mod tmpfs;

@@ -342,20 +342,14 @@ fn creator_pid(namespace: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// `ip` from iproute2: in PATH, /usr/sbin, /sbin or /bin.
+/// iproute2's `ip`, which the network lab needs (with root).
 pub fn find_ip() -> io::Result<PathBuf> {
-    let path_dirs = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path_dirs)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join("ip"))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                "`ip` not found in PATH, /usr/sbin, /sbin or /bin: install iproute2 \
-                 (apt-get install iproute2); the network lab needs it and root",
-            )
-        })
+    crate::programs::find(
+        "ip",
+        None,
+        &["/usr/sbin", "/sbin", "/usr/bin", "/bin"],
+        "install iproute2 (apt-get install iproute2)",
+    )
 }
 
 fn run_ip(ip: &Path, args: &[&str]) -> io::Result<()> {
