@@ -26,12 +26,22 @@ use tokio::sync::mpsc;
 
 /// Reads `CLOCK_REALTIME` and `CLOCK_MONOTONIC`, back to back.
 pub fn read_clocks() -> (WallTime, MonoTime) {
-    let wall = clock_gettime(ClockId::Realtime);
+    let wall = realtime();
     let mono = clock_gettime(ClockId::Monotonic);
-    (
-        wall_from_timespec(wall.tv_sec, nsec_of(&wall)),
-        mono_from_timespec(mono.tv_sec, nsec_of(&mono)),
-    )
+    (wall, mono_from_timespec(mono.tv_sec, nsec_of(&mono)))
+}
+
+/// `CLOCK_REALTIME` through the C library (`std::time::SystemTime`), not
+/// rustix's direct vDSO call: a time shim loaded with `LD_PRELOAD`
+/// (libfaketime, which the outage lab uses to boot a host in 1970) sees
+/// this read, as it sees chronyd's. Same clock, same resolution.
+pub fn realtime() -> WallTime {
+    let now = std::time::SystemTime::now();
+    let nanos = match now.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+    };
+    WallTime::from_unix_nanos(nanos)
 }
 
 /// `tv_nsec` is `i64` here but `c_long` on some 32-bit targets.
@@ -74,11 +84,11 @@ impl ClockPair {
 
     fn sample_once() -> Self {
         let before = clock_gettime(ClockId::Monotonic);
-        let wall = clock_gettime(ClockId::Realtime);
+        let wall = realtime();
         let after = clock_gettime(ClockId::Monotonic);
         Self {
             mono_before: mono_from_timespec(before.tv_sec, nsec_of(&before)),
-            wall: wall_from_timespec(wall.tv_sec, nsec_of(&wall)),
+            wall,
             mono_after: mono_from_timespec(after.tv_sec, nsec_of(&after)),
         }
     }

@@ -45,17 +45,42 @@ pub enum HatMode {
     Rollover,
     /// Powered but sending nothing (and no pulses).
     Silent,
+    /// Pulses every second, but the sentences say there is no fix (some
+    /// receivers pulse before they have one).
+    PulsesNoFix,
+    /// Pulses every second and no sentences at all (the UART went quiet).
+    PulsesOnly,
+}
+
+impl HatMode {
+    /// Whether the PPS line pulses.
+    pub fn pulses(self) -> bool {
+        matches!(
+            self,
+            HatMode::Healthy | HatMode::Rollover | HatMode::PulsesNoFix | HatMode::PulsesOnly
+        )
+    }
+
+    /// Whether sentences are sent.
+    pub fn sends_nmea(self) -> bool {
+        !matches!(self, HatMode::Silent | HatMode::PulsesOnly)
+    }
+
+    /// Whether the sentences report a fix.
+    pub fn has_fix(self) -> bool {
+        matches!(self, HatMode::Healthy | HatMode::Rollover)
+    }
 }
 
 /// The sentences of one second, each with `\r\n`.
 pub fn nmea_second(utc: WallTime, mode: HatMode) -> Vec<String> {
-    if mode == HatMode::Silent {
+    if !mode.sends_nmea() {
         return Vec::new();
     }
     let (y, mo, d, h, mi, s) = utc.to_utc();
     let hms = format!("{h:02}{mi:02}{s:02}.00");
     let date = format!("{d:02}{mo:02}{:02}", y.rem_euclid(100));
-    let fixed = mode != HatMode::NoFix;
+    let fixed = mode.has_fix();
     let (status, quality, sats, gsa_mode) = if fixed {
         ("A", 1, 8, 3)
     } else {
@@ -85,7 +110,11 @@ pub fn nmea_second(utc: WallTime, mode: HatMode) -> Vec<String> {
 pub fn reported_time(edge: WallTime, mode: HatMode) -> WallTime {
     match mode {
         HatMode::Rollover => edge.minus(GPS_ROLLOVER),
-        HatMode::Healthy | HatMode::NoFix | HatMode::Silent => edge,
+        HatMode::Healthy
+        | HatMode::NoFix
+        | HatMode::Silent
+        | HatMode::PulsesNoFix
+        | HatMode::PulsesOnly => edge,
     }
 }
 
@@ -289,10 +318,10 @@ fn write_loop(shared: &Shared, pps: &mpsc::Sender<PpsEdge>) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some();
-        if mode == HatMode::Silent || !plugged {
+        if !plugged {
             continue;
         }
-        if mode != HatMode::NoFix {
+        if mode.pulses() {
             sequence = sequence.saturating_add(1);
             let _ = pps.send(PpsEdge {
                 wall: edge,
@@ -304,7 +333,7 @@ fn write_loop(shared: &Shared, pps: &mpsc::Sender<PpsEdge>) {
             return;
         }
         let text: String = nmea_second(reported_time(edge, mode), mode).concat();
-        if write_paced(shared, text.as_bytes()) {
+        if !text.is_empty() && write_paced(shared, text.as_bytes()) {
             shared.seconds_sent.fetch_add(1, Ordering::Relaxed);
         }
     }

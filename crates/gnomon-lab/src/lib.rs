@@ -1,17 +1,23 @@
-//! gnomon's lab: everything needed to see gnomon work without a Pi. For
-//! now a discrete-event simulator that drives the real decision engine
-//! through the incidents of SCENARIOS.md in simulated time; real chronyd,
-//! gpsd, the simulated GPS hat on a pty and network namespaces come next.
+//! gnomon's lab: everything needed to see gnomon work without a Pi.
+//!
+//! - [`outage`]: the outage lab, a small time infrastructure in network
+//!   namespaces with a real chronyd per host and gnomond on three, broken
+//!   the ways of SCENARIOS.md (`gnomon-lab run`, `demo`, `compare`);
+//! - [`sim`] and [`scenarios`]: the decision engine alone in simulated
+//!   time, for properties over days (`gnomon-lab sim`, `bench`);
+//! - the harnesses both the lab and the end-to-end tests use: [`chronyd`],
+//!   [`gnomond`], [`journald`], [`gps_hat`], [`gps_host`], [`netns`],
+//!   [`tmpfs`], [`programs`].
 
 mod bad_input;
 pub mod bench;
 pub mod chronyd;
-pub mod demo;
 pub mod gnomond;
 pub mod gps_hat;
 pub mod gps_host;
 pub mod journald;
 pub mod netns;
+pub mod outage;
 pub mod programs;
 pub mod scenarios;
 pub mod sim;

@@ -349,7 +349,7 @@ impl Daemon {
                 }
                 Some(note) = self.notes_rx.recv() => match note {
                     ChronyNote::Stepped(Ok(())) => tracing::info!("chrony stepped the clock"),
-                    ChronyNote::Stepped(Err(e)) => tracing::warn!("asking chrony to step the clock: {e}"),
+                    ChronyNote::Stepped(Err(e)) => tracing::warn!("chrony did not step the clock: {e}"),
                     ChronyNote::Repaired(why) => tracing::info!("chrony needed a second reload: {why}"),
                 },
                 Some(call) = self.calls_rx.recv() => self.answer(call),

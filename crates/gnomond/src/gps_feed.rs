@@ -29,6 +29,8 @@ use tokio::sync::{mpsc, watch};
 
 /// Edges kept for `gnomonctl pps`.
 const EDGES_SHOWN: usize = 8;
+/// Pulses remembered for pairing with an epoch that completes late.
+const EDGES_KEPT: usize = 4;
 /// A PPS backend that could not be opened is tried again this often.
 const PPS_RETRY: Duration = Duration::from_secs(5);
 
@@ -170,7 +172,9 @@ impl GpsFeed {
         gate.set_open(*self.gate_open.borrow());
         let mut pps: Option<PpsStream> = None;
         let mut pps_retry = tokio::time::interval(PPS_RETRY);
-        let mut last_edge: Option<PpsEdge> = None;
+        // A decoder closes an epoch when the next second's sentences begin,
+        // so by then the next pulse has come: keep a few.
+        let mut last_edges: VecDeque<PpsEdge> = VecDeque::with_capacity(EDGES_KEPT);
         loop {
             tokio::select! {
                 changed = self.gate_open.changed() => {
@@ -184,7 +188,10 @@ impl GpsFeed {
                 }
                 edge = next_edge(&mut pps) => match edge {
                     Some(Ok(edge)) => {
-                        last_edge = Some(edge);
+                        if last_edges.len() >= EDGES_KEPT {
+                            last_edges.pop_front();
+                        }
+                        last_edges.push_back(edge);
                         update(&self.state, |s| {
                             s.pps_last_error = None;
                             if s.recent_edges.len() >= EDGES_SHOWN {
@@ -215,7 +222,8 @@ impl GpsFeed {
                         continue;
                     }
                     for epoch in epochs {
-                        let outcome = gate.offer(&epoch, last_edge.as_ref()).await;
+                        let edge = edge_of(&last_edges, &epoch);
+                        let outcome = gate.offer(&epoch, edge).await;
                         let stats = gate.stats();
                         update(&self.state, |s| {
                             s.epochs = s.epochs.saturating_add(1);
@@ -399,5 +407,55 @@ async fn next_edge(pps: &mut Option<PpsStream>) -> Option<Result<PpsEdge, pps::P
     match pps {
         Some(stream) => stream.next().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The pulse that began the epoch's second: the newest one at or before
+/// the epoch's first sentence (the gate still checks the window). The
+/// epoch is handed over only once the next second's sentences start, when
+/// the next pulse has already come, so the newest pulse is not the one.
+fn edge_of<'a>(edges: &'a VecDeque<PpsEdge>, epoch: &GpsEpoch) -> Option<&'a PpsEdge> {
+    edges.iter().rev().find(|e| e.wall <= epoch.received_wall)
+}
+
+#[cfg(test)]
+mod tests {
+    use gnomon_core::{
+        gps::FixMode,
+        time::{MonoTime, WallTime},
+    };
+
+    use super::*;
+
+    fn edge(secs: i64, sequence: u64) -> PpsEdge {
+        PpsEdge {
+            wall: WallTime::from_unix_secs(secs),
+            mono: MonoTime::from_nanos(0),
+            sequence,
+        }
+    }
+
+    #[test]
+    fn an_epoch_pairs_with_the_pulse_that_began_its_second_not_the_newest() {
+        let second = 1_795_333_648;
+        let epoch = GpsEpoch {
+            utc: Some(WallTime::from_unix_secs(second)),
+            fix: FixMode::Fix3D,
+            rmc_valid: Some(true),
+            gga_quality: Some(1),
+            sats_used: Some(8),
+            hdop: Some(0.9),
+            // First sentence 159 ms after the pulse.
+            received_wall: WallTime::from_unix_nanos(second * 1_000_000_000 + 159_000_000),
+            received_mono: MonoTime::from_nanos(0),
+        };
+        // Handed over after the next pulse (the next second's RMC closed it).
+        let edges: VecDeque<PpsEdge> = [edge(second - 1, 1), edge(second, 2), edge(second + 1, 3)]
+            .into_iter()
+            .collect();
+        assert_eq!(edge_of(&edges, &epoch).map(|e| e.sequence), Some(2));
+        let only_later: VecDeque<PpsEdge> = [edge(second + 1, 3)].into_iter().collect();
+        assert_eq!(edge_of(&only_later, &epoch), None);
+        assert_eq!(edge_of(&VecDeque::new(), &epoch), None);
     }
 }

@@ -118,6 +118,10 @@ pub struct Engine {
     in_flight: Option<(SourcePlan, MonoTime)>,
     apply_error: Option<String>,
     last_step: Option<MonoTime>,
+    /// The last offset of the system clock that trusted sources agreed on,
+    /// and when: evidence for `clock-far-off` while the sources answer
+    /// again after chrony re-added them (engage, release, reload).
+    clock_offset_seen: Option<(MonoTime, Offset)>,
 
     // Persistence.
     persist_wanted: bool,
@@ -178,6 +182,7 @@ impl Engine {
             in_flight: None,
             apply_error: None,
             last_step: None,
+            clock_offset_seen: None,
             persist_wanted: false,
             last_persist: None,
             sync_seen: None,
@@ -486,6 +491,9 @@ impl Engine {
         }
         self.track_floor(now, t, wall, out);
         self.update_state(now, t, out);
+        if let Some(off) = self.measured_clock_offset(now, t) {
+            self.clock_offset_seen = Some((now, off));
+        }
         let holding = self.holding_alerts(now, t, wall);
         for ev in self.alerts.reconcile(now, holding, t.realert_interval) {
             out.push(Action::Alert(ev));
@@ -1110,7 +1118,19 @@ impl Engine {
 
     /// The clock's offset as measured by trusted sources (the median of
     /// answering planned sources), when chrony has such measurements.
+    /// What trusted sources say of the system clock now or, while they are
+    /// silent (chrony re-adds a source when its options change, and its
+    /// reachability starts again), what they said within `chrony-max-age`:
+    /// an alert on it does not resolve and reopen at each plan change.
     fn trusted_clock_offset(&self, now: MonoTime, t: &Thresholds) -> Option<Offset> {
+        self.measured_clock_offset(now, t).or_else(|| {
+            self.clock_offset_seen
+                .filter(|(at, _)| now.since(*at) <= t.chrony_max_age)
+                .map(|(_, off)| off)
+        })
+    }
+
+    fn measured_clock_offset(&self, now: MonoTime, t: &Thresholds) -> Option<Offset> {
         let snap = self.fresh_snapshot(now, t)?;
         let offsets: Vec<Offset> = self
             .primaries
