@@ -107,7 +107,12 @@ impl PrivateJournal {
             .tempdir()?;
         let log = dir.path().join("journald.stderr");
         let out = File::create(&log)?;
-        let child = Command::new(&unshare)
+        let setpriv = find_program("setpriv")?;
+        // journald dies with the thread that started it, even when Drop
+        // never runs (SIGKILL, an aborting panic): it holds a namespace.
+        let child = Command::new(&setpriv)
+            .args(["--pdeathsig", "KILL", "--"])
+            .arg(&unshare)
             .args(["--mount", "--propagation", "private", "/bin/sh", "-c"])
             .arg(SETUP_SCRIPT)
             .arg("gnomon-lab-journal")

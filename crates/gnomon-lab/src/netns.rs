@@ -307,8 +307,9 @@ impl Drop for Topology {
 }
 
 /// Deletes every `gnl-<pid>-...` namespace whose creating process no longer
-/// exists (a run killed by SIGKILL or Ctrl-C, which skips Drop). Returns the
-/// names it deleted.
+/// exists (a run killed by SIGKILL, which skips Drop), after killing the
+/// processes still running in it (its chronyd and gnomond outlive the run
+/// that started them). Returns the names it deleted.
 pub fn cleanup_stale() -> io::Result<Vec<String>> {
     let ip = find_ip()?;
     let mut deleted = Vec::new();
@@ -318,6 +319,14 @@ pub fn cleanup_stale() -> io::Result<Vec<String>> {
         };
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
+        }
+        for orphan in run_ip_output(&ip, &["netns", "pids", &namespace])?
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .filter_map(rustix::process::Pid::from_raw)
+        {
+            // Gone already is fine; anything else is for the delete to report.
+            let _ = rustix::process::kill_process(orphan, rustix::process::Signal::KILL);
         }
         run_ip(&ip, &["netns", "del", &namespace])?;
         deleted.push(namespace);

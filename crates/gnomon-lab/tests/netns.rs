@@ -247,9 +247,33 @@ fn stale_namespaces_of_dead_runs_are_removed() {
             .unwrap();
         assert!(status.success(), "ip netns add {name}");
     }
+    // What a killed run leaves running in its namespaces (its chronyd).
+    let mut orphan = Command::new(&ip)
+        .args(["netns", "exec", &stale, "sleep", "600"])
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        orphan.try_wait().unwrap().is_none(),
+        "the orphan did not start"
+    );
     let deleted = cleanup_stale().unwrap();
     let present = existing_namespaces();
     let _ = Command::new(&ip).args(["netns", "del", &ours]).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut reaped = None;
+    while reaped.is_none() && Instant::now() < deadline {
+        reaped = orphan.try_wait().unwrap();
+        thread::sleep(Duration::from_millis(20));
+    }
+    if reaped.is_none() {
+        let _ = orphan.kill();
+        let _ = orphan.wait();
+    }
+    assert!(
+        reaped.is_some(),
+        "the process in the stale namespace was not killed"
+    );
     assert!(deleted.contains(&stale), "{deleted:?}");
     assert!(!present.contains(&stale), "{present:?}");
     assert!(

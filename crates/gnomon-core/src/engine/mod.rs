@@ -9,6 +9,8 @@
 mod budget;
 mod gps_watch;
 mod status;
+#[cfg(test)]
+mod tests;
 mod types;
 
 use std::time::Duration;
@@ -63,6 +65,7 @@ struct PrimaryHealth {
 struct FallbackWatch {
     last_answering: Option<MonoTime>,
     watched_since: Option<MonoTime>,
+    last_usable: Option<MonoTime>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -534,9 +537,20 @@ impl Engine {
             }
             let hostname_unreliable =
                 before_floor && matches!(src.address, SourceAddress::Hostname(_));
-            let usable = report.is_some_and(|r| {
+            let usable_now = report.is_some_and(|r| {
                 source_usable(r, snap.map(|s| s.taken_wall), floor, t) && !hostname_unreliable
             });
+            if usable_now {
+                watch.last_usable = Some(now);
+            }
+            // chrony replaces a source whose options change (noselect on or
+            // off): the new one has no sample yet. One that was usable a
+            // moment ago is still the same server, not a dead one.
+            let just_readded = report.is_some_and(|r| r.reach == 0 && r.last_sample_ago.is_none())
+                && watch
+                    .last_usable
+                    .is_some_and(|at| now.since(at) <= t.chrony_max_age);
+            let usable = usable_now || just_readded;
             let silent_for = match (answering, watch.watched_since) {
                 (false, Some(since)) => {
                     let from = watch.last_answering.map_or(since, |a| a.max(since));

@@ -267,7 +267,8 @@ impl Lab {
     /// Starts the host's gnomond on its persistent state directory; the
     /// host's chronyd must have been started once (its socket paths).
     pub fn start_gnomond(&mut self, name: &str) -> io::Result<()> {
-        let mut wrapper = self.topology.wrapper(name)?;
+        let mut wrapper = die_with_the_lab()?;
+        wrapper.extend(self.topology.wrapper(name)?);
         wrapper.extend(self.journal.wrapper());
         let host = self.host(name)?;
         if let Some(spec) = &host.faketime {
@@ -382,7 +383,8 @@ impl Lab {
     }
 
     fn wrapper(&self, name: &str) -> io::Result<Vec<String>> {
-        let mut wrapper = self.topology.wrapper(name)?;
+        let mut wrapper = die_with_the_lab()?;
+        wrapper.extend(self.topology.wrapper(name)?);
         if let Some(spec) = &self.host(name)?.faketime {
             wrapper.extend(faketime_env(spec)?);
         }
@@ -483,6 +485,26 @@ fn gnomond_config(
         }
     }
     config
+}
+
+/// `setpriv --pdeathsig KILL --`: the start of every lab process's
+/// wrapper, so a chronyd or gnomond dies with the thread that started it
+/// even when the lab gets no chance to stop it (SIGKILL, a panic in a
+/// release build, which aborts). The namespaces such a run leaves are
+/// deleted by the next one ([`crate::netns::cleanup_stale`]).
+fn die_with_the_lab() -> io::Result<Vec<String>> {
+    let setpriv = crate::programs::find(
+        "setpriv",
+        None,
+        &["/usr/bin", "/bin"],
+        "install util-linux (apt-get install util-linux)",
+    )?;
+    Ok(vec![
+        setpriv.display().to_string(),
+        "--pdeathsig".to_owned(),
+        "KILL".to_owned(),
+        "--".to_owned(),
+    ])
 }
 
 /// `env LD_PRELOAD=<libfaketime> FAKETIME=<spec> ...`: the end of a wrapper

@@ -824,7 +824,7 @@ fn print_line(line: &str) {
 }
 
 /// A lab host's name for a chrony source (`NMEA` for the refclock).
-fn source_name(source: &SourceReport) -> Option<String> {
+pub fn source_name(source: &SourceReport) -> Option<String> {
     match &source.id {
         ChronySourceId::Address(ip) => Some(
             host_of(*ip)

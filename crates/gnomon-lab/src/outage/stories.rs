@@ -144,10 +144,25 @@ fn baseline_options() -> LabOptions {
 /// boots, and after the hold they return to it, fallbacks `noselect`.
 fn power_outage(run: &mut Run) -> io::Result<()> {
     run.mark("primary-lost");
+    run.say(
+        "1. Power is back. srv1, srv2 and the public stand-ins boot; gps1 hangs. gnomond on \
+         srv1 and srv2 has written chrony's sources: gps1 as the primary, the LAN peer and \
+         pub1-pub3 as fallbacks marked noselect. chrony measures them all but may only use \
+         gps1, which does not answer.",
+    );
     run.event(
         "lab",
         "power is back: gps1 hangs at boot (no chronyd, no gnomond); srv1, srv2, pub1-3 are up",
     );
+    run.settle(Duration::from_secs(2))?;
+    run.snapshot(SRV1);
+    run.say(&format!(
+        "2. gnomond gives the primary a grace period ({} s here). When it runs out, it makes \
+         the fallbacks selectable and tells chrony to reload its sources; chrony, which has \
+         been measuring them all along, selects one at once. No DNS is needed: the \
+         fallbacks are IP addresses.",
+        grace().as_secs()
+    ));
     let bound = grace() + Duration::from_secs(10);
     run.wait_for(bound + Duration::from_secs(20), |r| both(r, on_fallback))?;
     for host in SERVERS {
@@ -172,9 +187,22 @@ fn power_outage(run: &mut Run) -> io::Result<()> {
                 .unwrap_or_default(),
         );
     }
+    run.settle(Duration::from_secs(3))?;
+    run.snapshot(SRV1);
     let outage_left = OUTAGE.saturating_sub(run.elapsed());
+    run.say(&format!(
+        "3. srv1 and srv2 have time again and keep it while gps1 is down ({:.0} s more here; \
+         hours in the real incident).",
+        outage_left.as_secs_f64()
+    ));
     run.settle(outage_left)?;
 
+    run.say(
+        "4. gps1 finishes booting. Its gnomond reads the GPS hat (NMEA on the UART, PPS \
+         pulses), and only once the receiver has been healthy for the settle time does it \
+         open the gate that feeds NMEA samples into gps1's chrony. Then gps1 serves \
+         Stratum 1 again.",
+    );
     run.event(
         "gps1",
         "gps1 finishes booting: GPS hat healthy, chronyd and gnomond start",
@@ -190,9 +218,17 @@ fn power_outage(run: &mut Run) -> io::Result<()> {
         up.is_some(),
         up.map(|t| format!("at {}", secs(t))).unwrap_or_default(),
     );
-    let back = run.wait_for(hold() + Duration::from_secs(45), |r| {
-        both(r, on_primary)
+    run.say(&format!(
+        "5. On srv1 and srv2, gps1 is a healthy primary again, but gnomond does not trust a \
+         reference that has just come back: it keeps the fallbacks selectable until gps1 has \
+         been healthy for the hold time ({} s here, 5 minutes by default).",
+        hold().as_secs()
+    ));
+    run.wait_for(Duration::from_secs(20), |r| {
+        r.view(SRV1).state() == "recovering"
     })?;
+    run.snapshot(SRV1);
+    let back = run.wait_for(hold() + Duration::from_secs(45), |r| both(r, on_primary))?;
     for host in SERVERS {
         let recovering = run.first_event_since(host, "→ recovering", "gps1-booted");
         let released = run.first_event_since(host, "released the fallbacks", "gps1-booted");
@@ -218,6 +254,36 @@ fn power_outage(run: &mut Run) -> io::Result<()> {
             format!("selected {}", view.selected.as_deref().unwrap_or("-")),
         );
     }
+    // The NMEA samples gps1's gnomond feeds chrony are timed by the pulse:
+    // gps1's clock agrees with the public servers to well under a
+    // millisecond (a sample timed by the sentence's arrival would be
+    // ~160 ms late).
+    let worst = PUBS
+        .iter()
+        .filter_map(|p| {
+            run.view(GPS1)
+                .sources
+                .iter()
+                .find(|s| super::run::source_name(s).as_deref() == Some(*p))
+                .and_then(|s| s.offset)
+        })
+        .map(Offset::abs)
+        .max();
+    run.check(
+        "gps1: on GPS time, gps1 agrees with pub1-3 within 1 ms",
+        worst.is_some_and(|w| w < Duration::from_millis(1)),
+        worst.map_or_else(
+            || "no offsets from pub1-3".to_owned(),
+            |w| format!("largest |offset| {w:?}"),
+        ),
+    );
+    run.say(
+        "6. gnomond on srv1 and srv2 puts the fallbacks back to noselect, still measured, \
+         ready for the next outage, and chrony returns to gps1. Every step above is in \
+         `gnomonctl history` with its reason, and each alert is in the journal with its \
+         own MESSAGE_ID.",
+    );
+    run.snapshot(SRV1);
     Ok(())
 }
 

@@ -1,0 +1,262 @@
+//! The engine driven through one incident with chrony played by hand, for
+//! what the lab's simulator does not model: chrony re-adds a source whose
+//! options change, and the new one has no sample until it is polled again.
+
+use std::{net::IpAddr, time::Duration};
+
+use super::{Action, Engine, Input, PersistedState};
+use crate::{
+    alert::{AlertEvent, AlertKind, AlertPhase},
+    chrony::{
+        ChronySnapshot, ChronySourceId, ChronySourceMode, LeapStatus, SelectionState, SourceReport,
+        Tracking,
+    },
+    config::Config,
+    source::SourcePlan,
+    time::{MonoTime, Offset, TimeFloor, WallTime},
+};
+
+/// What every answering source says of srv1's clock: a day behind.
+const DAY_BEHIND: Offset = Offset::from_secs(86_400);
+/// True UTC when the engine starts (2024-06-01T00:00:00Z).
+const TRUE_START: WallTime = WallTime::from_unix_secs(1_717_200_000);
+/// chrony is read this often, as gnomond does.
+const POLL_EVERY_S: u64 = 2;
+
+/// srv1 (the example client) restored a day behind: its primary is down,
+/// its fallbacks answer, and chrony does not step (the step gnomon asks for
+/// is left undone, so the clock stays a day off throughout).
+#[derive(Debug)]
+struct DayBehind {
+    engine: Engine,
+    now: MonoTime,
+    /// How long the fallbacks have no sample after a plan flips them
+    /// between `noselect` and selectable.
+    silence: Duration,
+    fallbacks_selectable: bool,
+    readded_at: Option<MonoTime>,
+    first_silent_snapshot: Option<MonoTime>,
+    silent_snapshots: u32,
+    alerts: Vec<(MonoTime, AlertEvent)>,
+}
+
+impl DayBehind {
+    fn new(silence: Duration) -> Self {
+        let clock = TRUE_START.offset_by(-DAY_BEHIND);
+        // The floor is well below the clock: only the sources can tell.
+        let floor = TimeFloor::new(clock.minus(Duration::from_secs(30 * 86_400)));
+        Self {
+            engine: Engine::new(Config::example_client(), floor, PersistedState::default()),
+            now: MonoTime::ZERO,
+            silence,
+            fallbacks_selectable: false,
+            readded_at: None,
+            first_silent_snapshot: None,
+            silent_snapshots: 0,
+            alerts: Vec::new(),
+        }
+    }
+
+    fn max_age(&self) -> Duration {
+        self.engine.config().thresholds.chrony_max_age
+    }
+
+    fn wall(&self) -> WallTime {
+        TRUE_START
+            .offset_by(-DAY_BEHIND)
+            .plus(self.now.as_duration())
+    }
+
+    /// A tick every second and a chrony read every two, until `secs`.
+    fn run_until(&mut self, secs: u64) {
+        let from = self.now.as_duration().as_secs();
+        for s in from..=secs {
+            self.now = MonoTime::from_duration(Duration::from_secs(s));
+            self.feed(Input::Tick { wall: self.wall() });
+            if s % POLL_EVERY_S == 0 {
+                let snap = self.snapshot();
+                self.feed(Input::Chrony(snap));
+            }
+        }
+    }
+
+    fn feed(&mut self, input: Input) {
+        let mut pending = vec![input];
+        while let Some(input) = pending.pop() {
+            for action in self.engine.handle(self.now, input) {
+                match action {
+                    Action::Alert(ev) => self.alerts.push((self.now, ev)),
+                    Action::ApplyPlan(plan) => {
+                        self.chrony_reloads(&plan);
+                        pending.push(Input::PlanApplied {
+                            plan,
+                            outcome: Ok(()),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn chrony_reloads(&mut self, plan: &SourcePlan) {
+        let selectable = plan.fallbacks_engaged();
+        if selectable != self.fallbacks_selectable {
+            self.fallbacks_selectable = selectable;
+            self.readded_at = Some(self.now);
+        }
+    }
+
+    fn fallbacks_silent(&self) -> bool {
+        self.readded_at
+            .is_some_and(|at| self.now.since(at) < self.silence)
+    }
+
+    fn snapshot(&mut self) -> ChronySnapshot {
+        let silent = self.fallbacks_silent();
+        if silent {
+            self.silent_snapshots += 1;
+            self.first_silent_snapshot.get_or_insert(self.now);
+        }
+        let synchronised = self.fallbacks_selectable && !silent;
+        let mut sources = vec![report("192.0.2.10", ChronySourceMode::Server, None)];
+        for (i, addr) in ["192.0.2.12", "203.0.113.1", "203.0.113.2", "203.0.113.3"]
+            .into_iter()
+            .enumerate()
+        {
+            let mode = if i == 0 {
+                ChronySourceMode::Peer
+            } else {
+                ChronySourceMode::Server
+            };
+            let state = if silent || !self.fallbacks_selectable {
+                SelectionState::Unusable
+            } else if addr == "203.0.113.1" {
+                SelectionState::Selected
+            } else {
+                SelectionState::Combined
+            };
+            let offset = (!silent).then_some(DAY_BEHIND);
+            sources.push(SourceReport {
+                state,
+                noselect: Some(!self.fallbacks_selectable),
+                ..report(addr, mode, offset)
+            });
+        }
+        ChronySnapshot {
+            taken_wall: self.wall(),
+            tracking: Tracking {
+                ref_id: if synchronised { 0xCB00_7101 } else { 0 },
+                ref_address: synchronised.then(|| ip("203.0.113.1")),
+                stratum: if synchronised { 3 } else { 16 },
+                leap: if synchronised {
+                    LeapStatus::Normal
+                } else {
+                    LeapStatus::Unsynchronised
+                },
+                system_offset: if synchronised {
+                    DAY_BEHIND
+                } else {
+                    Offset::ZERO
+                },
+                last_offset: Offset::ZERO,
+                rms_offset: Duration::from_micros(50),
+                frequency_ppm: 0.0,
+                root_delay: Duration::from_millis(10),
+                root_dispersion: Duration::from_millis(1),
+            },
+            sources,
+        }
+    }
+
+    fn clock_far_off(&self, phase: AlertPhase) -> Vec<MonoTime> {
+        self.alerts
+            .iter()
+            .filter(|(_, e)| e.alert.kind == AlertKind::ClockFarOff && e.phase == phase)
+            .map(|(at, _)| *at)
+            .collect()
+    }
+
+    fn alert_log(&self) -> String {
+        self.alerts
+            .iter()
+            .map(|(at, e)| format!("{at} {} {}\n", e.alert.kind, e.phase))
+            .collect()
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A source as chrony reports it: answering with `offset`, or (None) just
+/// added and not yet answered.
+fn report(addr: &str, mode: ChronySourceMode, offset: Option<Offset>) -> SourceReport {
+    let answered = offset.is_some();
+    SourceReport {
+        id: ChronySourceId::Address(ip(addr)),
+        name: None,
+        mode,
+        state: SelectionState::Unusable,
+        stratum: if answered { 2 } else { 0 },
+        poll: 6,
+        reach: if answered { 0xff } else { 0 },
+        last_sample_ago: answered.then_some(Duration::from_secs(1)),
+        offset,
+        error: Duration::from_millis(2),
+        noselect: Some(false),
+    }
+}
+
+/// Engaging the fallbacks makes chrony re-add them; for a little less than
+/// `chrony-max-age` none has a sample. The clock is still a day off, so the
+/// critical alert stays open instead of resolving and reopening.
+#[test]
+fn clock_far_off_stays_open_while_readded_fallbacks_have_no_sample() {
+    let mut b = DayBehind::new(Duration::ZERO);
+    b.silence = b.max_age() - Duration::from_secs(3);
+    b.run_until(180);
+
+    let readded = b.readded_at.expect("the fallbacks were engaged");
+    let opened = b.clock_far_off(AlertPhase::Opened);
+    assert_eq!(opened.len(), 1, "alerts:\n{}", b.alert_log());
+    assert!(
+        opened[0] < readded,
+        "opened at {} after the engage",
+        opened[0]
+    );
+    assert!(
+        b.silent_snapshots >= 5,
+        "chrony reported the re-added fallbacks without a sample only {} times",
+        b.silent_snapshots
+    );
+    assert!(
+        b.clock_far_off(AlertPhase::Resolved).is_empty(),
+        "clock-far-off resolved while the clock is still a day off; alerts:\n{}",
+        b.alert_log()
+    );
+}
+
+/// What the sources said is evidence for `chrony-max-age` only: silent for
+/// longer, the alert resolves then (not at the first silent snapshot) and
+/// opens again once they answer.
+#[test]
+fn clock_far_off_remembered_for_chrony_max_age_only() {
+    let mut b = DayBehind::new(Duration::ZERO);
+    let max_age = b.max_age();
+    b.silence = max_age + Duration::from_secs(10);
+    b.run_until(180);
+
+    let first_silent = b.first_silent_snapshot.expect("a silent snapshot");
+    let resolved = b.clock_far_off(AlertPhase::Resolved);
+    assert_eq!(resolved.len(), 1, "alerts:\n{}", b.alert_log());
+    let held = resolved[0].since(first_silent);
+    assert!(
+        held >= max_age && held <= max_age + Duration::from_secs(2),
+        "resolved {held:?} after the sources fell silent (chrony-max-age {max_age:?}); alerts:\n{}",
+        b.alert_log()
+    );
+    let opened = b.clock_far_off(AlertPhase::Opened);
+    assert_eq!(opened.len(), 2, "alerts:\n{}", b.alert_log());
+    assert!(opened[1] > resolved[0]);
+}
