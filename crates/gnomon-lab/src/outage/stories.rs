@@ -188,6 +188,17 @@ fn power_outage(run: &mut Run) -> io::Result<()> {
         );
     }
     run.settle(Duration::from_secs(3))?;
+    for host in SERVERS {
+        // chrony re-adds the fallbacks when they become selectable: they
+        // have no sample for a moment, which is not "nothing usable".
+        let dips = count_events(run, host, "→ no-reference", "start");
+        let critical = run.opened(host, "no-usable-reference").len();
+        run.check(
+            &format!("{host}: engaging did not pass through no-reference"),
+            dips == 0 && critical == 0,
+            format!("{dips} no-reference state(s), {critical} no-usable-reference alert(s)"),
+        );
+    }
     run.snapshot(SRV1);
     let outage_left = OUTAGE.saturating_sub(run.elapsed());
     run.say(&format!(
