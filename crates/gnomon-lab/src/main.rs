@@ -82,6 +82,9 @@ fn run_scenarios(names: &[&str]) -> ExitCode {
             }
         }
     }
+    if let Err(e) = outage::require_root() {
+        return lab_error(&e);
+    }
     let mut failed = Vec::new();
     for scenario in chosen {
         println!(

@@ -131,7 +131,8 @@ pub struct Figures {
     pub first_selected: BTreeMap<String, Duration>,
     /// Primary loss (the scenario's mark) to a fallback selected.
     pub loss_to_fallback: BTreeMap<String, Duration>,
-    /// Changes of chrony's selected source (losing it counts), per server.
+    /// Changes of chrony's selected source after the first selection
+    /// (losing it counts), per server.
     pub source_changes: BTreeMap<String, u32>,
     /// How long the run watched.
     pub watched: Duration,
