@@ -17,6 +17,7 @@ use std::{
 };
 
 use gnomon_core::{
+    config::{GpsConfig, GpsSourceKind, PpsKind},
     gps::PpsEdge,
     time::{MonoTime, WallTime, GPS_ROLLOVER},
 };
@@ -208,6 +209,22 @@ impl GpsHat {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
+    }
+
+    /// gnomond's `[gps]` for this hat: read as a serial receiver at 9600
+    /// baud, pulses from the `pps = "socket"` socket `pps_socket`
+    /// ([`forward_pps`] sends there), samples into chrony's SOCK refclock
+    /// at `refclock`.
+    pub fn gps_config(&self, pps_socket: &Path, refclock: &Path) -> GpsConfig {
+        GpsConfig {
+            source: GpsSourceKind::Serial,
+            device: self.device_path().display().to_string(),
+            baud_rate: 9600,
+            pps: PpsKind::Socket,
+            pps_device: pps_socket.display().to_string(),
+            sock_refclock: refclock.display().to_string(),
+            ..GpsConfig::default()
+        }
     }
 
     pub fn is_plugged(&self) -> bool {

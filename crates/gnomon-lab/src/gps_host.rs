@@ -10,7 +10,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use gnomon_core::config::{Config, GpsConfig, GpsSourceKind, NtpServerConfig, PpsKind};
+use gnomon_core::config::{Config, NtpServerConfig};
 use tempfile::TempDir;
 
 use crate::{
@@ -82,15 +82,7 @@ impl GpsHost {
     /// reads open to every local user.
     pub fn config(&self) -> Config {
         let mut config = Config::example_gps();
-        config.gps = Some(GpsConfig {
-            source: GpsSourceKind::Serial,
-            device: self.hat.device_path().display().to_string(),
-            baud_rate: 9600,
-            pps: PpsKind::Socket,
-            pps_device: self.pps_socket.display().to_string(),
-            sock_refclock: self.refclock.display().to_string(),
-            ..GpsConfig::default()
-        });
+        config.gps = Some(self.hat.gps_config(&self.pps_socket, &self.refclock));
         config.fallback.servers = vec![NtpServerConfig {
             port: Some(self.fallback_port),
             minpoll: Some(-4),

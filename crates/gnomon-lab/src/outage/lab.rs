@@ -23,9 +23,7 @@ use std::{
     time::Duration,
 };
 
-use gnomon_core::config::{
-    Config, GpsConfig, GpsSourceKind, NtpServerConfig, PpsKind, Role, Thresholds,
-};
+use gnomon_core::config::{Config, NtpServerConfig, Role, Thresholds};
 use tempfile::TempDir;
 
 use crate::{
@@ -467,15 +465,7 @@ fn gnomond_config(
     config.control.read_group = String::new();
     match config.role {
         Role::Gps => {
-            config.gps = Some(GpsConfig {
-                source: GpsSourceKind::Serial,
-                device: hat.device_path().display().to_string(),
-                baud_rate: 9600,
-                pps: PpsKind::Socket,
-                pps_device: pps_socket.display().to_string(),
-                sock_refclock: refclock.display().to_string(),
-                ..GpsConfig::default()
-            });
+            config.gps = Some(hat.gps_config(pps_socket, refclock));
             config.fallback.peers = Vec::new();
         }
         Role::Client => {
