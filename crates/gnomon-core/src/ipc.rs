@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     chrony::{ChronySnapshot, SourceStatistics},
+    config::Role,
     engine::{Decision, GpsStatus, OperatorCommand, Status},
     gps::PpsEdge,
+    samples::PlotData,
     source::SourcePlan,
     time::WallTime,
 };
@@ -44,6 +46,9 @@ pub enum Request {
     History { limit: Option<usize> },
     /// Live preflight checks.
     Check,
+    /// The offset history of the last `since`, reduced to at most `points`
+    /// points per series.
+    Plot { since: Duration, points: usize },
     /// A mutating operator command: root or the admin group only.
     Command(OperatorCommand),
 }
@@ -63,6 +68,7 @@ impl Request {
             Request::Pps => "pps",
             Request::History { .. } => "history",
             Request::Check => "check",
+            Request::Plot { .. } => "plot",
             Request::Command(OperatorCommand::Freeze { .. }) => "freeze",
             Request::Command(OperatorCommand::Thaw) => "thaw",
             Request::Command(OperatorCommand::Fallback { .. }) => "fallback",
@@ -99,6 +105,7 @@ pub enum Response {
     Pps(Box<PpsReport>),
     History(HistoryReport),
     Check(CheckReport),
+    Plot(Box<PlotReport>),
     /// A command was accepted; the words say what it changed.
     Done {
         message: String,
@@ -203,6 +210,22 @@ pub struct HistoryReport {
     pub decisions: Vec<Decision>,
     /// Decisions kept in all (the ring's fill).
     pub kept: usize,
+}
+
+/// The offset history for `gnomonctl plot`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlotReport {
+    /// The host's name, for the plot's title.
+    pub host: String,
+    pub role: Role,
+    /// `[history]` as running.
+    pub interval: Duration,
+    pub keep: Duration,
+    /// Samples held in all, and the oldest one's time.
+    pub kept: usize,
+    pub oldest: Option<WallTime>,
+    /// The window asked for, reduced.
+    pub data: PlotData,
 }
 
 /// The outcome of one preflight check.

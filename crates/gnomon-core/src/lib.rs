@@ -12,5 +12,6 @@ pub mod config;
 pub mod engine;
 pub mod gps;
 pub mod ipc;
+pub mod samples;
 pub mod source;
 pub mod time;

@@ -184,6 +184,7 @@ fn response_name(r: &Response) -> &'static str {
         Response::Pps(_) => "pps",
         Response::History(_) => "history",
         Response::Check(_) => "check",
+        Response::Plot(_) => "plot",
         Response::Done { .. } => "done",
         Response::Error(_) => "error",
     }

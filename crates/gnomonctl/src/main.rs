@@ -9,6 +9,7 @@ use gnomon_core::{engine::OperatorCommand, ipc::Request};
 mod client;
 mod commands;
 mod decode;
+mod plot;
 mod render;
 mod table;
 mod wait;
@@ -103,6 +104,9 @@ enum Command {
     },
     /// Re-apply the source plan now and re-evaluate everything.
     Reassess,
+    /// Plot the offset history (GPS/PPS, chrony and each source against the
+    /// system clock, with the engine's state) in the terminal or as an SVG.
+    Plot(plot::PlotArgs),
     /// Wait until the clock can be trusted, like `chronyc waitsync`.
     Wait(wait::WaitArgs),
     /// Decode an NMEA capture into one epoch per receiver second, the way
@@ -149,6 +153,7 @@ fn main() -> ExitCode {
             commands::operate(&ctx, OperatorCommand::Fallback { mode: mode.into() })
         }
         Command::Reassess => commands::operate(&ctx, OperatorCommand::Reassess),
+        Command::Plot(args) => plot::run(&ctx, &args),
         Command::Wait(args) => wait::run(&ctx, &args),
         Command::Decode(args) => decode::run(&args),
     };

@@ -16,9 +16,10 @@ use gnomon_core::{
     config::{Config, Role},
     engine::{Action, Engine, FallbackMode, Input, OperatorCommand, Status},
     ipc::{
-        DaemonInfo, ErrorKind, ErrorReply, HistoryReport, Request, Response, SourcesReport,
-        StatusReport,
+        DaemonInfo, ErrorKind, ErrorReply, HistoryReport, PlotReport, Request, Response,
+        SourcesReport, StatusReport,
     },
+    samples::{self, Sample},
     time::{MonoTime, TimeFloor, WallTime},
 };
 use gnomon_gps::pps::read_clocks;
@@ -38,6 +39,7 @@ use crate::{
     journal,
     notify::Notifier,
     persist::{self, DecisionHistory, StateStore},
+    samples::{SampleLog, SampleRing},
     state_writer::{self, StateJob},
 };
 
@@ -165,6 +167,8 @@ struct Daemon {
     inputs_rx: mpsc::Receiver<Input>,
     notes_rx: mpsc::Receiver<ChronyNote>,
     calls_rx: mpsc::Receiver<ControlCall>,
+    /// Scrape requests from the metrics endpoint (none when it is off).
+    metrics_rx: mpsc::Receiver<crate::metrics::ScrapeCall>,
     gate_tx: watch::Sender<bool>,
     policy_tx: watch::Sender<AccessPolicy>,
     shutdown_tx: watch::Sender<bool>,
@@ -178,6 +182,10 @@ struct Daemon {
     passes: u64,
     /// Inputs produced while carrying out actions (e.g. a save's outcome).
     pending: Vec<Input>,
+    /// The offset history behind `gnomonctl plot`, and when the next
+    /// sample is due.
+    samples: SampleRing,
+    next_sample: Instant,
 }
 
 impl Daemon {
@@ -220,10 +228,16 @@ impl Daemon {
         let (policy_tx, policy_rx) = watch::channel(policy);
         let (calls_tx, calls_rx) = mpsc::channel(32);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let metrics_rx = start_metrics(&config.metrics, shutdown_rx.clone())?;
         let control_task = tokio::spawn(server.serve(policy_rx, calls_tx, shutdown_rx));
 
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUT_DEPTH);
-        let state_jobs = state_writer::spawn(store, inputs_tx.clone())
+        let mut sample_log = SampleLog::new(&paths.state_dir, config.history.capacity());
+        let loaded = sample_log.load();
+        for problem in &loaded.problems {
+            tracing::warn!("restoring the offset history: {problem}");
+        }
+        let state_jobs = state_writer::spawn(store, sample_log, inputs_tx.clone())
             .map_err(|e| StartError::io("starting the state writer thread", &e))?;
         let (notes_tx, notes_rx) = mpsc::channel(16);
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
@@ -257,6 +271,7 @@ impl Daemon {
         drop(inputs_tx);
 
         let (started_wall, _) = read_clocks();
+        let config_interval = config.history.interval;
         tracing::info!(
             role = %config.role,
             config = %config_path.display(),
@@ -274,6 +289,7 @@ impl Daemon {
             inputs_rx,
             notes_rx,
             calls_rx,
+            metrics_rx,
             gate_tx,
             policy_tx,
             shutdown_tx,
@@ -285,6 +301,8 @@ impl Daemon {
             started_wall,
             passes: 0,
             pending: Vec::new(),
+            samples: loaded.ring,
+            next_sample: Instant::now() + config_interval,
         })
     }
 
@@ -317,6 +335,7 @@ impl Daemon {
                 _ = tick.tick() => {
                     let (wall, mono) = read_clocks();
                     self.handle(mono, Input::Tick { wall });
+                    self.take_sample(wall, mono);
                     // The engine publishes when its headline changes; the
                     // offsets in the line move on their own, so refresh it
                     // now and then (sent only if it changed).
@@ -353,6 +372,7 @@ impl Daemon {
                     ChronyNote::Repaired(why) => tracing::info!("chrony needed a second reload: {why}"),
                 },
                 Some(call) = self.calls_rx.recv() => self.answer(call),
+                Some(call) = self.metrics_rx.recv() => self.answer_scrape(call),
                 _ = hup.recv() => self.reload(),
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return; }
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return; }
@@ -407,6 +427,42 @@ impl Daemon {
         }
     }
 
+    /// Every `[history] interval`: one sample into the ring and the file.
+    fn take_sample(&mut self, wall: WallTime, mono: MonoTime) {
+        let now = Instant::now();
+        if now < self.next_sample {
+            return;
+        }
+        let interval = self.config.history.interval;
+        // On schedule, but never a burst after the loop was held up.
+        self.next_sample = (self.next_sample + interval).max(now + interval / 2);
+        let status = self.engine.status(mono);
+        let sample = Sample::observe(
+            wall,
+            &status,
+            self.snapshot.as_ref(),
+            self.config.thresholds.chrony_max_age,
+        );
+        self.samples.push(sample.clone());
+        let _ = self.state_jobs.send(StateJob::Sample(Box::new(sample)));
+    }
+
+    fn plot_report(&self, since: Duration, points: usize) -> PlotReport {
+        let (wall, _) = read_clocks();
+        PlotReport {
+            host: rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+            role: self.config.role,
+            interval: self.config.history.interval,
+            keep: self.config.history.keep,
+            kept: self.samples.len(),
+            oldest: self.samples.oldest().map(|s| s.at),
+            data: samples::reduce(self.samples.iter(), wall, since, points),
+        }
+    }
+
     fn status_now(&self) -> (MonoTime, Status) {
         let (_, mono) = read_clocks();
         (mono, self.engine.status(mono))
@@ -431,6 +487,30 @@ impl Daemon {
             return None;
         };
         Some(gps_feed::reports(gps, state, status.gps.clone()))
+    }
+
+    /// Hands the metrics endpoint everything one scrape shows; it renders
+    /// on its own task.
+    fn answer_scrape(&self, call: crate::metrics::ScrapeCall) {
+        let (taken, mono) = read_clocks();
+        let status = self.engine.status(mono);
+        let (gps, pps) = self.gps_reports(&status).unzip();
+        let scrape = crate::metrics::Scrape {
+            taken,
+            daemon: self.daemon_info(),
+            status,
+            gps,
+            pps,
+            chrony: self.snapshot.clone(),
+            primary: self
+                .config
+                .primary
+                .servers
+                .iter()
+                .map(|s| gnomon_core::source::SourceAddress::parse(&s.address))
+                .collect(),
+        };
+        let _ = call.reply.send(Box::new(scrape));
     }
 
     /// Answers one control request. Only `sources` waits for chrony, on a
@@ -472,6 +552,9 @@ impl Daemon {
                 decisions: self.history.newest(limit.unwrap_or(usize::MAX)),
                 kept: self.history.len(),
             }),
+            Request::Plot { since, points } => {
+                Response::Plot(Box::new(self.plot_report(since, points)))
+            }
             Request::Check => {
                 let (_, status) = self.status_now();
                 let plan = self.engine.desired_plan();
@@ -551,6 +634,14 @@ impl Daemon {
                     new.gps = self.config.gps.clone();
                     new.role = self.config.role;
                 }
+                if new.metrics != self.config.metrics {
+                    tracing::warn!("SIGHUP: changes to [metrics] take effect at the next restart");
+                    new.metrics = self.config.metrics.clone();
+                }
+                if new.history != self.config.history {
+                    tracing::warn!("SIGHUP: changes to [history] take effect at the next restart");
+                    new.history = self.config.history.clone();
+                }
                 let (policy, warnings) =
                     AccessPolicy::resolve(&new.control, rustix::process::getuid().as_raw());
                 for w in warnings {
@@ -587,6 +678,31 @@ impl Daemon {
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.control_task).await;
         tracing::info!("gnomond stopped");
     }
+}
+
+/// Binds and serves the metrics endpoint when `[metrics]` enables it; the
+/// receiver gets its scrape requests (never any when it is off).
+fn start_metrics(
+    config: &gnomon_core::config::MetricsConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<mpsc::Receiver<crate::metrics::ScrapeCall>, StartError> {
+    let (tx, rx) = mpsc::channel(4);
+    if !config.enabled {
+        return Ok(rx);
+    }
+    let addr = config.listen_addr().ok_or_else(|| {
+        StartError::new(
+            exit::CONFIG,
+            format!("metrics.listen {:?} is not IP:port", config.listen),
+        )
+    })?;
+    let server = crate::metrics::http::MetricsServer::bind(addr).map_err(|e| {
+        let crate::metrics::http::MetricsError::Bind { source, .. } = &e;
+        // The exit code by the OS error; the message names the address.
+        StartError::new(StartError::io("", source).code, e.to_string())
+    })?;
+    tokio::spawn(server.serve(tx, shutdown));
+    Ok(rx)
 }
 
 fn request_name(command: &OperatorCommand) -> &'static str {

@@ -13,6 +13,8 @@ pub mod daemon;
 pub mod exit;
 pub mod gps_feed;
 pub mod journal;
+pub mod metrics;
 pub mod notify;
 pub mod persist;
+pub mod samples;
 pub mod state_writer;

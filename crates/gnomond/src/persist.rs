@@ -123,7 +123,10 @@ impl PersistError {
         }
     }
 
-    fn io(operation: PersistOperation, path: &Path) -> impl FnOnce(io::Error) -> PersistError {
+    pub(crate) fn io(
+        operation: PersistOperation,
+        path: &Path,
+    ) -> impl FnOnce(io::Error) -> PersistError {
         let path = path.to_owned();
         move |error| PersistError::Io {
             operation,

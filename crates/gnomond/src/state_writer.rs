@@ -4,25 +4,32 @@
 
 use std::thread;
 
-use gnomon_core::engine::{Decision, Input, PersistedState};
+use gnomon_core::{
+    engine::{Decision, Input, PersistedState},
+    samples::Sample,
+};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::persist::StateStore;
+use crate::{persist::StateStore, samples::SampleLog};
 
 /// What to write.
 #[derive(Debug)]
 pub enum StateJob {
     State(PersistedState),
     Decision(Box<Decision>),
+    /// One more offset sample for `samples.jsonl`.
+    Sample(Box<Sample>),
     /// Write this state, then stop and say so.
     Final(PersistedState, oneshot::Sender<Result<(), String>>),
 }
 
-/// Starts the writer thread over `store`. Outcomes go to `inputs` as
-/// [`Input::StateSaved`]; a failure to append a decision is reported the
-/// same way (the state directory is not writable either way).
+/// Starts the writer thread over `store` and `samples`. Outcomes go to
+/// `inputs` as [`Input::StateSaved`]; a failure to append a decision or a
+/// sample is reported the same way (the state directory is not writable
+/// either way).
 pub fn spawn(
     mut store: StateStore,
+    mut samples: SampleLog,
     inputs: mpsc::Sender<Input>,
 ) -> std::io::Result<mpsc::UnboundedSender<StateJob>> {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -39,6 +46,10 @@ pub fn spawn(
                             Err(e) => Err(e),
                         }
                     }
+                    StateJob::Sample(sample) => match samples.append(&sample) {
+                        Ok(()) => continue,
+                        Err(e) => Err(e.to_string()),
+                    },
                     StateJob::Final(state, done) => {
                         let _ = done.send(store.save_state(&state).map_err(|e| e.to_string()));
                         return;

@@ -29,6 +29,8 @@ pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
     check_thresholds(&config.thresholds, &mut out);
     check_paths(&config.paths, &mut out);
     check_control(&config.control, &mut out);
+    config.history.check(&mut out);
+    config.metrics.check(&mut out);
     out
 }
 

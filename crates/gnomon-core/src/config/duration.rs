@@ -1,5 +1,5 @@
 //! Durations as operators write them in `gnomon.toml` — `"60s"`, `"5m"`,
-//! `"1h30m"`, `"250ms"`, `"1.5s"`, or a bare number of seconds — and the
+//! `"1h30m"`, `"250ms"`, `"1.5s"`, `"7d"`, or a bare number of seconds — and the
 //! same form written back, so a configuration survives a round trip.
 
 use std::{fmt, time::Duration};
@@ -15,7 +15,7 @@ const NANOS_PER_SEC: u128 = 1_000_000_000;
 const MAX_FRACTION_DIGITS: usize = 18;
 
 /// Parses a duration: one or more `<number><unit>` parts (`"1h30m"`,
-/// `"2m 30s"`), units `ms`, `s`, `m`, `h`, decimals allowed (`"1.5s"`,
+/// `"2m 30s"`), units `ms`, `s`, `m`, `h`, `d` (86 400 s), decimals allowed (`"1.5s"`,
 /// `"0.25h"`); a lone number without unit means seconds (`"60"`).
 /// Resolution is one nanosecond; negative, empty and unit-less compound
 /// values are refused with a message that quotes the input.
@@ -48,13 +48,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" => NANOS_PER_SEC,
             "m" => 60 * NANOS_PER_SEC,
             "h" => 3600 * NANOS_PER_SEC,
+            "d" => 86_400 * NANOS_PER_SEC,
             "" if parts == 0 && after.is_empty() => NANOS_PER_SEC,
             "" => {
                 return Err(fail(
-                    "every number needs a unit (ms, s, m or h) when several are combined",
+                    "every number needs a unit (ms, s, m, h or d) when several are combined",
                 ))
             }
-            other => return Err(fail(&format!("unknown unit `{other}` (use ms, s, m or h)"))),
+            other => {
+                return Err(fail(&format!(
+                    "unknown unit `{other}` (use ms, s, m, h or d)"
+                )))
+            }
         };
         let nanos = part_nanos(number, unit_nanos).map_err(|why| fail(&why))?;
         total = total.checked_add(nanos).ok_or_else(|| fail("too large"))?;
@@ -72,6 +77,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// whenever that form is exact, else milliseconds (`"1250ms"`) or, below
 /// millisecond resolution, decimal seconds (`"1.0005s"`).
 pub fn format_duration(d: Duration) -> String {
+    const DAY: u64 = 86_400;
+    if d.subsec_nanos() == 0 && d.as_secs() >= DAY && d.as_secs() % DAY == 0 {
+        return format!("{}d", d.as_secs() / DAY);
+    }
     let human = human_duration(d);
     if parse_duration(&human) == Ok(d) {
         return human;
@@ -229,6 +238,9 @@ mod tests {
             ("1.0005s", Duration::new(1, 500_000)),
             ("0.000000001s", Duration::from_nanos(1)),
             ("0.5ms", Duration::from_micros(500)),
+            ("7d", ms(7 * 86_400_000)),
+            ("1.5d", ms(36 * 3_600_000)),
+            ("1d12h", ms(36 * 3_600_000)),
         ];
         for (text, want) in table {
             assert_eq!(parse_duration(text), Ok(*want), "parsing {text:?}");
@@ -279,6 +291,11 @@ mod tests {
         assert_eq!(format_duration(ms(1255)), "1255ms");
         assert_eq!(format_duration(ms(61_500)), "61500ms");
         assert_eq!(format_duration(Duration::new(1, 500_000)), "1.0005s");
+        assert_eq!(format_duration(ms(7 * 86_400_000)), "7d");
+        assert_eq!(parse_duration("7d"), Ok(ms(7 * 86_400_000)));
+        // Not whole days: the hours form, which reads back exactly.
+        let d = ms(36 * 3_600_000);
+        assert_eq!(parse_duration(&format_duration(d)), Ok(d));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod check;
 mod duration;
+mod metrics;
 mod syntax;
 #[cfg(test)]
 mod tests;
@@ -12,7 +13,10 @@ use std::{fmt, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+/// serde glue for `Duration` fields outside this module (e.g. `[history]`).
+pub(crate) use self::duration::human as duration_serde;
 pub use self::duration::{format_duration, parse_duration};
+pub use self::metrics::{MetricsConfig, DEFAULT_METRICS_PORT};
 use crate::gps::FixMode;
 
 /// Which host this gnomon runs on, which decides what its primary reference is.
@@ -57,6 +61,12 @@ pub struct Config {
     pub paths: Paths,
     #[serde(default)]
     pub control: ControlConfig,
+    /// `[history]`: the offset samples behind `gnomonctl plot`.
+    #[serde(default)]
+    pub history: crate::samples::HistoryConfig,
+    /// `[metrics]`: the Prometheus/OpenMetrics endpoint, off by default.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// `[control]`: who may use gnomonctl. The control socket is open to all
@@ -600,6 +610,8 @@ impl Config {
             thresholds: Thresholds::default(),
             paths: Paths::default(),
             control: ControlConfig::default(),
+            history: crate::samples::HistoryConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 
@@ -625,6 +637,8 @@ impl Config {
             thresholds: Thresholds::default(),
             paths: Paths::default(),
             control: ControlConfig::default(),
+            history: crate::samples::HistoryConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

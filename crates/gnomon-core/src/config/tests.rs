@@ -999,3 +999,60 @@ fn man_page_documents_every_key() {
         "keys without an entry in docs/man/gnomon.toml.5.md: {missing:?}"
     );
 }
+
+// ---- [metrics] ----
+
+fn metrics_problems(table: &str) -> Vec<(Severity, String, String)> {
+    let config = Config::from_toml_str(&format!("{MINIMAL_CLIENT}\n[metrics]\n{table}")).unwrap();
+    config
+        .check()
+        .into_iter()
+        .filter(|p| p.key.starts_with("metrics"))
+        .map(|p| (p.severity, p.key, p.message))
+        .collect()
+}
+
+#[test]
+fn metrics_are_off_and_on_loopback_by_default() {
+    let config = Config::from_toml_str(MINIMAL_CLIENT).unwrap();
+    assert!(!config.metrics.enabled);
+    assert!(!config.metrics.allow_remote);
+    assert_eq!(config.metrics.listen, "127.0.0.1:9476");
+    assert_eq!(
+        config.metrics.listen_addr(),
+        Some(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            DEFAULT_METRICS_PORT
+        )))
+    );
+    assert_eq!(config.metrics, MetricsConfig::default());
+    assert!(metrics_problems("enabled = true\n").is_empty());
+    assert!(metrics_problems("enabled = true\nlisten = \"[::1]:9100\"\n").is_empty());
+}
+
+#[test]
+fn metrics_refuse_a_reachable_address_unless_allowed() {
+    let problems = metrics_problems("enabled = true\nlisten = \"0.0.0.0:9476\"\n");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let (severity, key, message) = &problems[0];
+    assert_eq!(*severity, Severity::Error);
+    assert_eq!(key, "metrics.listen");
+    assert!(message.contains("allow-remote"), "{message}");
+    assert!(message.contains("IPAddressAllow"), "{message}");
+    let problems =
+        metrics_problems("enabled = true\nlisten = \"192.0.2.10:9476\"\nallow-remote = true\n");
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn metrics_listen_must_be_ip_and_port() {
+    for bad in ["localhost:9476", "127.0.0.1", "127.0.0.1:0", "::1:9476"] {
+        let problems = metrics_problems(&format!("listen = \"{bad}\"\n"));
+        assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+        assert_eq!(problems[0].0, Severity::Error, "{bad}");
+        assert_eq!(problems[0].1, "metrics.listen", "{bad}");
+    }
+    let (line, _, message) = syntax(&format!("{MINIMAL_CLIENT}\n[metrics]\nport = 9\n"));
+    assert!(message.contains("port"), "{message}");
+    assert!(line > 1);
+}

@@ -461,6 +461,9 @@ fn gnomond_config(
         Config::example_client()
     };
     config.thresholds = thresholds.clone();
+    // The lab's minutes are seconds: one sample a second for `gnomonctl plot`.
+    config.history.interval = Duration::from_secs(1);
+    config.history.keep = Duration::from_secs(3600);
     config.fallback.servers = PUBS.iter().map(|p| lab_source(p)).collect();
     config.control.read_group = String::new();
     match config.role {

@@ -268,6 +268,31 @@ impl Run {
         }
     }
 
+    /// In the demo, `gnomonctl plot` on `host` over the whole run: the
+    /// offsets and the state bands of everything above, one sample a second.
+    pub fn plot(&self, host: &str) {
+        if self.output != Output::Demo {
+            return;
+        }
+        let since = format!("{}s", self.start.elapsed().as_secs().max(10) + 5);
+        let args = [
+            "plot", "--since", &since, "--width", "76", "--height", "14", "--color", "never",
+        ];
+        match self.lab.gnomonctl(host, &args) {
+            Ok(out) => {
+                let text = String::from_utf8_lossy(&out.stdout);
+                let mut block = format!("    {host}# gnomonctl plot --since {since}\n");
+                for line in text.lines() {
+                    block.push_str("    ");
+                    block.push_str(line);
+                    block.push('\n');
+                }
+                print_line(&block);
+            }
+            Err(e) => print_line(&format!("    ({host}: gnomonctl plot failed: {e})")),
+        }
+    }
+
     pub fn output(&self) -> Output {
         self.output
     }

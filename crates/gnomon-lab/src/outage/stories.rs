@@ -295,6 +295,13 @@ fn power_outage(run: &mut Run) -> io::Result<()> {
          own MESSAGE_ID.",
     );
     run.snapshot(SRV1);
+    run.say(
+        "7. The whole outage as srv1's gnomond recorded it (`gnomonctl plot`, here one \
+         sample a second; on a Pi one a minute, kept for 7 days; `--svg FILE` draws the \
+         same as an image): each source's offset from srv1's clock and, in the strip \
+         under the time axis, the state gnomond was in.",
+    );
+    run.plot(SRV1);
     Ok(())
 }
 

@@ -67,6 +67,11 @@ impl Style {
         Self { colour }
     }
 
+    /// Whether ANSI colours are written.
+    pub(crate) fn is_coloured(self) -> bool {
+        self.colour
+    }
+
     pub(crate) fn paint(self, text: &str, paint: Paint) -> String {
         let code = match paint {
             _ if !self.colour || text.is_empty() => return text.to_owned(),
@@ -212,7 +217,6 @@ impl Fields {
 }
 
 /// The text without colour escapes, for tests comparing layouts.
-#[cfg(test)]
 pub(crate) fn strip_ansi(s: &str) -> String {
     let mut out = String::new();
     let mut chars = s.chars();
