@@ -72,10 +72,20 @@ pub enum AlertKind {
     Frozen,
     /// A change was due but the per-hour change bound held it back.
     ChangeBudgetExhausted,
+    /// A watched TLS certificate is not yet valid (by the clock, or truly).
+    CertificateNotYetValid,
+    /// A watched TLS certificate is past its end (by the clock, or truly).
+    CertificateExpired,
+    /// A watched TLS certificate ends within `[certs] warn-before`.
+    CertificateExpiring,
+    /// A watched certificate file cannot be read or holds no certificate.
+    CertificateUnreadable,
+    /// A watched certificate file holds a new certificate.
+    CertificateRenewed,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 12] = [
+    pub const ALL: [AlertKind; 17] = [
         AlertKind::NoUsableReference,
         AlertKind::ClockBeforeFloor,
         AlertKind::ClockFarOff,
@@ -88,6 +98,11 @@ impl AlertKind {
         AlertKind::StateNotSaved,
         AlertKind::Frozen,
         AlertKind::ChangeBudgetExhausted,
+        AlertKind::CertificateNotYetValid,
+        AlertKind::CertificateExpired,
+        AlertKind::CertificateExpiring,
+        AlertKind::CertificateUnreadable,
+        AlertKind::CertificateRenewed,
     ];
 
     /// journald MESSAGE_ID (128-bit, lowercase hex without dashes). Stable.
@@ -105,6 +120,11 @@ impl AlertKind {
             AlertKind::StateNotSaved => "20f2b76bbc3a4b8a8f655ce452d912b5",
             AlertKind::Frozen => "f9bc5caf9572411f9ae36bc9423ea495",
             AlertKind::ChangeBudgetExhausted => "21c6a1c86f6b4f07b9cf9194aee79dbc",
+            AlertKind::CertificateNotYetValid => "e9e80369aa164ce2a268730937eca90c",
+            AlertKind::CertificateExpired => "e7db3cd272ba4d1c857fc5670bdb2f63",
+            AlertKind::CertificateExpiring => "0c9e73a4a2a74643ab37d86018c22155",
+            AlertKind::CertificateUnreadable => "e21b4f25a95f47bf82120f1ec2192cd4",
+            AlertKind::CertificateRenewed => "bae6d6aa131942b8886d5a468c25c90d",
         }
     }
 
@@ -113,15 +133,19 @@ impl AlertKind {
             AlertKind::NoUsableReference
             | AlertKind::ClockBeforeFloor
             | AlertKind::ClockFarOff
-            | AlertKind::GpsInsane => Priority::Critical,
+            | AlertKind::GpsInsane
+            | AlertKind::CertificateNotYetValid
+            | AlertKind::CertificateExpired => Priority::Critical,
             AlertKind::PrimaryUnusable
             | AlertKind::FallbackEngaged
             | AlertKind::FallbackUnreachable
             | AlertKind::ChronyUnreachable
             | AlertKind::PlanNotApplied
             | AlertKind::StateNotSaved
-            | AlertKind::ChangeBudgetExhausted => Priority::Warning,
-            AlertKind::Frozen => Priority::Notice,
+            | AlertKind::ChangeBudgetExhausted
+            | AlertKind::CertificateExpiring
+            | AlertKind::CertificateUnreadable => Priority::Warning,
+            AlertKind::Frozen | AlertKind::CertificateRenewed => Priority::Notice,
         }
     }
 
@@ -140,6 +164,11 @@ impl AlertKind {
             AlertKind::StateNotSaved => "state-not-saved",
             AlertKind::Frozen => "frozen",
             AlertKind::ChangeBudgetExhausted => "change-budget-exhausted",
+            AlertKind::CertificateNotYetValid => "certificate-not-yet-valid",
+            AlertKind::CertificateExpired => "certificate-expired",
+            AlertKind::CertificateExpiring => "certificate-expiring",
+            AlertKind::CertificateUnreadable => "certificate-unreadable",
+            AlertKind::CertificateRenewed => "certificate-renewed",
         }
     }
 }

@@ -49,6 +49,8 @@ pub enum Request {
     /// The offset history of the last `since`, reduced to at most `points`
     /// points per series.
     Plot { since: Duration, points: usize },
+    /// The `[certs]` files' standing.
+    Certs,
     /// A mutating operator command: root or the admin group only.
     Command(OperatorCommand),
 }
@@ -69,6 +71,7 @@ impl Request {
             Request::History { .. } => "history",
             Request::Check => "check",
             Request::Plot { .. } => "plot",
+            Request::Certs => "certs",
             Request::Command(OperatorCommand::Freeze { .. }) => "freeze",
             Request::Command(OperatorCommand::Thaw) => "thaw",
             Request::Command(OperatorCommand::Fallback { .. }) => "fallback",
@@ -106,6 +109,7 @@ pub enum Response {
     History(HistoryReport),
     Check(CheckReport),
     Plot(Box<PlotReport>),
+    Certs(Box<CertsReport>),
     /// A command was accepted; the words say what it changed.
     Done {
         message: String,
@@ -226,6 +230,18 @@ pub struct PlotReport {
     pub oldest: Option<WallTime>,
     /// The window asked for, reduced.
     pub data: PlotData,
+}
+
+/// The `[certs]` files for `gnomonctl certs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertsReport {
+    /// The system clock when judged.
+    pub system: Option<WallTime>,
+    /// What the certificates were judged against besides the system clock.
+    pub trusted: Option<crate::certs::TrustedTime>,
+    pub warn_before: Duration,
+    pub check_every: Duration,
+    pub certs: Vec<crate::certs::CertStatus>,
 }
 
 /// The outcome of one preflight check.

@@ -7,6 +7,7 @@
 //! simulated time in milliseconds.
 
 pub mod alert;
+pub mod certs;
 pub mod chrony;
 pub mod config;
 pub mod engine;

@@ -76,6 +76,14 @@ pub(crate) fn query(ctx: &Context, request: &Request) -> u8 {
         (Request::History { .. }, Response::History(r)) => {
             show(ctx, &r, || render::history::render(&r, style))
         }
+        (Request::Certs, Response::Certs(r)) => {
+            let code = show(ctx, &*r, || render::certs::render(&r, style));
+            if code == exit::OK && render::certs::any_critical(&r) {
+                exit::FAILURE
+            } else {
+                code
+            }
+        }
         (Request::Check, Response::Check(r)) => {
             let code = show(ctx, &r, || render::check::render(&r, style));
             if code == exit::OK && r.worst() == CheckOutcome::Fail {
@@ -185,6 +193,7 @@ fn response_name(r: &Response) -> &'static str {
         Response::History(_) => "history",
         Response::Check(_) => "check",
         Response::Plot(_) => "plot",
+        Response::Certs(_) => "certs",
         Response::Done { .. } => "done",
         Response::Error(_) => "error",
     }

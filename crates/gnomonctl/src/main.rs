@@ -85,6 +85,10 @@ enum Command {
         #[arg(short = 'n', long = "count", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         count: Option<u32>,
     },
+    /// The TLS certificates of [certs]: their validity against the system
+    /// clock and against trusted time. Exits 1 when one is not yet valid or
+    /// expired.
+    Certs,
     /// gnomond's live preflight checks: one line per check, PASS/WARN/FAIL.
     /// Exits 1 when a check fails.
     Check,
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Check => commands::query(&ctx, &Request::Check),
+        Command::Certs => commands::query(&ctx, &Request::Certs),
         Command::Freeze { reason } => commands::operate(&ctx, OperatorCommand::Freeze { reason }),
         Command::Thaw => commands::operate(&ctx, OperatorCommand::Thaw),
         Command::Fallback { mode } => {

@@ -260,6 +260,8 @@ mod fixture {
                 changes_last_hour: 0,
                 max_changes_per_hour: 6,
                 alerts: vec![],
+                certs: Vec::new(),
+                trusted_time: None,
             },
             recent_decisions: vec![Decision {
                 at: MonoTime::from_duration(Duration::from_secs(30)),

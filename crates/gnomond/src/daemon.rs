@@ -16,8 +16,8 @@ use gnomon_core::{
     config::{Config, Role},
     engine::{Action, Engine, FallbackMode, Input, OperatorCommand, Status},
     ipc::{
-        DaemonInfo, ErrorKind, ErrorReply, HistoryReport, PlotReport, Request, Response,
-        SourcesReport, StatusReport,
+        CertsReport, DaemonInfo, ErrorKind, ErrorReply, HistoryReport, PlotReport, Request,
+        Response, SourcesReport, StatusReport,
     },
     samples::{self, Sample},
     time::{MonoTime, TimeFloor, WallTime},
@@ -186,6 +186,8 @@ struct Daemon {
     /// sample is due.
     samples: SampleRing,
     next_sample: Instant,
+    /// `[certs]` as running, for the certificate watch.
+    certs_tx: watch::Sender<gnomon_core::certs::CertsConfig>,
 }
 
 impl Daemon {
@@ -268,6 +270,8 @@ impl Daemon {
             }
             _ => None,
         };
+        let (certs_tx, certs_rx) = watch::channel(config.certs.clone());
+        tokio::spawn(crate::certs::watch(certs_rx, inputs_tx.clone()));
         drop(inputs_tx);
 
         let (started_wall, _) = read_clocks();
@@ -303,6 +307,7 @@ impl Daemon {
             pending: Vec::new(),
             samples: loaded.ring,
             next_sample: Instant::now() + config_interval,
+            certs_tx,
         })
     }
 
@@ -552,6 +557,16 @@ impl Daemon {
                 decisions: self.history.newest(limit.unwrap_or(usize::MAX)),
                 kept: self.history.len(),
             }),
+            Request::Certs => {
+                let (_, status) = self.status_now();
+                Response::Certs(Box::new(CertsReport {
+                    system: status.clock.wall,
+                    trusted: status.trusted_time,
+                    warn_before: self.config.certs.warn_before,
+                    check_every: self.config.certs.check_every,
+                    certs: status.certs,
+                }))
+            }
             Request::Plot { since, points } => {
                 Response::Plot(Box::new(self.plot_report(since, points)))
             }
@@ -648,6 +663,9 @@ impl Daemon {
                     tracing::warn!("control socket: {w}");
                 }
                 self.policy_tx.send_replace(policy);
+                // The certificate watch reads the (new) list at once: a
+                // SIGHUP after renewing a certificate shows it right away.
+                self.certs_tx.send_replace(new.certs.clone());
                 self.engine.reconfigure(new.clone());
                 self.config = new;
                 tracing::info!(config = %self.config_path.display(), "configuration reloaded");

@@ -5,6 +5,7 @@
 //! The binary (`main.rs`) only parses arguments; everything else lives here
 //! so the end-to-end tests and the lab can reach it.
 
+pub mod certs;
 pub mod check;
 pub mod chrony_link;
 pub mod config_file;

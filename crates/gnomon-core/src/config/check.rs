@@ -31,6 +31,7 @@ pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
     check_control(&config.control, &mut out);
     config.history.check(&mut out);
     config.metrics.check(&mut out);
+    config.certs.check(&mut out);
     out
 }
 

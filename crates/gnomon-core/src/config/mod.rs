@@ -67,6 +67,9 @@ pub struct Config {
     /// `[metrics]`: the Prometheus/OpenMetrics endpoint, off by default.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[certs]`: TLS certificates whose validity depends on the clock.
+    #[serde(default)]
+    pub certs: crate::certs::CertsConfig,
 }
 
 /// `[control]`: who may use gnomonctl. The control socket is open to all
@@ -612,6 +615,7 @@ impl Config {
             control: ControlConfig::default(),
             history: crate::samples::HistoryConfig::default(),
             metrics: MetricsConfig::default(),
+            certs: crate::certs::CertsConfig::default(),
         }
     }
 
@@ -639,6 +643,7 @@ impl Config {
             control: ControlConfig::default(),
             history: crate::samples::HistoryConfig::default(),
             metrics: MetricsConfig::default(),
+            certs: crate::certs::CertsConfig::default(),
         }
     }
 }

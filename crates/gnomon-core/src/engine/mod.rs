@@ -133,6 +133,9 @@ pub struct Engine {
     sync_seen: Option<WallTime>,
     persist_error: Option<String>,
 
+    /// The `[certs]` files as last read.
+    certs: crate::certs::CertWatch,
+
     // Reporting.
     state: EngineState,
     alerts: AlertBook,
@@ -191,6 +194,7 @@ impl Engine {
             sync_seen: None,
             persist_error: None,
             state: EngineState::Starting,
+            certs: crate::certs::CertWatch::default(),
             alerts: AlertBook::default(),
             last_headline: None,
             last_wake: None,
@@ -384,6 +388,10 @@ impl Engine {
                 }
             },
             Input::Command(c) => self.command(now, c, &mut out),
+            Input::Certificates(read) => {
+                let wall = self.wall_now(now);
+                self.certs.observe(now, wall, read);
+            }
         }
         self.pass(now, &t, &mut out);
         out
@@ -981,6 +989,13 @@ impl Engine {
 
     fn holding_alerts(&self, now: MonoTime, t: &Thresholds, wall: Option<WallTime>) -> Vec<Alert> {
         let mut v = Vec::new();
+        if let Some(w) = wall {
+            let trusted = self.trusted_time(now, t);
+            v.extend(
+                self.certs
+                    .alerts(now, w, trusted.as_ref(), self.config.certs.warn_before),
+            );
+        }
         let (floor, floor_src) = self.floor.floor();
         if let Some(w) = wall {
             if w < self.judging_floor() {
@@ -1136,6 +1151,52 @@ impl Engine {
     /// silent (chrony re-adds a source when its options change, and its
     /// reachability starts again), what they said within `chrony-max-age`:
     /// an alert on it does not resolve and reopen at each plan change.
+    /// The best estimate of true time gnomon has, as a correction to the
+    /// system clock: the GPS while its verdict is healthy, chrony while it
+    /// is synchronised, the median of the answering NTP sources, and, when
+    /// the clock is before the time floor, the floor as a lower bound.
+    pub fn trusted_time(&self, now: MonoTime, t: &Thresholds) -> Option<crate::certs::TrustedTime> {
+        use crate::certs::TrustedTime;
+        let wall = self.wall_now(now)?;
+        if let Some(g) = &self.gps {
+            if self.gps_verdict.healthy() {
+                if let Some(offset) = g.observation(now).gps_offset {
+                    return Some(TrustedTime {
+                        offset,
+                        basis: "GPS".to_owned(),
+                        lower_bound: false,
+                    });
+                }
+            }
+        }
+        if let Some(s) = self.fresh_snapshot(now, t) {
+            if s.tracking.synchronised() {
+                let reference = match s.tracking.ref_address {
+                    Some(ip) => ip.to_string(),
+                    None => s.tracking.ref_id_text(),
+                };
+                return Some(TrustedTime {
+                    offset: s.tracking.system_offset,
+                    basis: format!("chrony, synchronised to {reference}"),
+                    lower_bound: false,
+                });
+            }
+        }
+        if let Some(offset) = self.measured_clock_offset(now, t) {
+            return Some(TrustedTime {
+                offset,
+                basis: "the NTP sources' median".to_owned(),
+                lower_bound: false,
+            });
+        }
+        let (floor, source) = self.floor.floor();
+        (wall < floor).then(|| TrustedTime {
+            offset: floor.since(wall),
+            basis: format!("time floor, {source}"),
+            lower_bound: true,
+        })
+    }
+
     fn trusted_clock_offset(&self, now: MonoTime, t: &Thresholds) -> Option<Offset> {
         self.measured_clock_offset(now, t).or_else(|| {
             self.clock_offset_seen
@@ -1235,6 +1296,14 @@ impl Engine {
             changes_last_hour: self.budget.clone().used(now),
             max_changes_per_hour: t.max_changes_per_hour,
             alerts: self.alerts.active().cloned().collect(),
+            certs: wall.map_or_else(Vec::new, |w| {
+                self.certs.statuses(
+                    w,
+                    self.trusted_time(now, t).as_ref(),
+                    self.config.certs.warn_before,
+                )
+            }),
+            trusted_time: self.trusted_time(now, t),
         }
     }
 

@@ -35,6 +35,12 @@ pub struct Status {
     pub changes_last_hour: u32,
     pub max_changes_per_hour: u32,
     pub alerts: Vec<Alert>,
+    /// The `[certs]` files' standing (empty when none are watched).
+    #[serde(default)]
+    pub certs: Vec<crate::certs::CertStatus>,
+    /// The best estimate of true time, as a correction to the system clock.
+    #[serde(default)]
+    pub trusted_time: Option<crate::certs::TrustedTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

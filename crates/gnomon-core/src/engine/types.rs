@@ -37,6 +37,8 @@ pub enum Input {
     StateSaved { outcome: Result<(), String> },
     /// An operator's command from gnomonctl.
     Command(OperatorCommand),
+    /// A fresh read of the `[certs]` files.
+    Certificates(Vec<crate::certs::CertObservation>),
 }
 
 /// What an operator can tell the engine.

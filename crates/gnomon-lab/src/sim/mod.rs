@@ -567,5 +567,6 @@ fn raw_name(i: &Input) -> &'static str {
         Input::PlanApplied { .. } => "plan applied",
         Input::StateSaved { .. } => "state saved",
         Input::Command(_) => "command",
+        Input::Certificates(_) => "certificates",
     }
 }

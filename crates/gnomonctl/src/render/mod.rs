@@ -9,6 +9,7 @@ use gnomon_core::{
     time::{human_duration, Offset, WallTime},
 };
 
+pub(crate) mod certs;
 pub(crate) mod check;
 pub(crate) mod gps;
 pub(crate) mod history;

@@ -148,6 +148,8 @@ fn scrape(role: Role) -> Scrape {
                 Alert::new(AlertKind::FallbackUnreachable, "a").about("203.0.113.2"),
                 Alert::new(AlertKind::FallbackUnreachable, "b").about("203.0.113.3"),
             ],
+            certs: Vec::new(),
+            trusted_time: None,
         },
         gps: (role == Role::Gps).then(|| GpsReport {
             source: "serial".into(),
