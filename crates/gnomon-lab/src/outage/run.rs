@@ -291,6 +291,25 @@ impl Run {
             }
             Err(e) => print_line(&format!("    ({host}: gnomonctl plot failed: {e})")),
         }
+        // The same as an image, beside the build (scripts/demo runs from
+        // the repository root), when there is a target/ to put it in.
+        let dir = Path::new("target/gnomon-demo");
+        if Path::new("target").is_dir() && std::fs::create_dir_all(dir).is_ok() {
+            let svg = dir.join(format!("{host}-plot.svg"));
+            let svg_arg = svg.display().to_string();
+            let args = ["plot", "--since", &since, "--svg", &svg_arg];
+            match self.lab.gnomonctl(host, &args) {
+                Ok(out) if out.status.success() => print_line(&format!(
+                    "    (the same plot as an SVG image: {})",
+                    std::fs::canonicalize(&svg).unwrap_or(svg).display()
+                )),
+                Ok(out) => print_line(&format!(
+                    "    ({host}: gnomonctl plot --svg failed: {})",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+                Err(e) => print_line(&format!("    ({host}: gnomonctl plot --svg failed: {e})")),
+            }
+        }
     }
 
     pub fn output(&self) -> Output {

@@ -225,7 +225,9 @@ pub(crate) fn render(report: &PlotReport, y: &YScale) -> String {
     );
     let mut order: Vec<usize> = (0..data.series.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(data.series.get(i).map(|s| s.kind)));
-    let gap = data.bucket.as_secs_f64() * 1.5;
+    // A gap is a missing bucket when buckets are wider than the sampling
+    // interval, and more than two missing samples when they are narrower.
+    let gap = (data.bucket.as_secs_f64() * 1.5).max(report.interval.as_secs_f64() * 2.5);
     for i in order {
         let Some(series) = data.series.get(i) else {
             continue;

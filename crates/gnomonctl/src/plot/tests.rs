@@ -163,6 +163,50 @@ fn svg_plot_of_a_day_is_well_formed_and_complete() {
 }
 
 #[test]
+fn a_short_window_with_more_points_than_samples_still_draws_lines() {
+    // One sample a second, a minute shown as 600 buckets of 100 ms:
+    // consecutive samples are 10 buckets apart, which is not a gap.
+    let mut report = day_report(600);
+    let samples = super::fixtures::day_samples();
+    let second: Vec<gnomon_core::samples::Sample> = samples
+        .iter()
+        .take(60)
+        .enumerate()
+        .map(|(i, s)| {
+            let mut s = s.clone();
+            s.at = report
+                .data
+                .to
+                .minus(std::time::Duration::from_secs(60 - i as u64));
+            s
+        })
+        .collect();
+    report.interval = std::time::Duration::from_secs(1);
+    report.data = gnomon_core::samples::reduce(
+        &second,
+        report.data.to,
+        std::time::Duration::from_secs(61),
+        600,
+    );
+    let y = YScale::choose(&report.data, ScaleChoice::Auto);
+    let text = svg::render(&report, &y);
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let trace = doc
+        .descendants()
+        .find(|n| n.attribute("data-series") == Some("GPS at pulse"))
+        .unwrap();
+    let lines = trace
+        .children()
+        .filter(|n| n.has_tag_name("polyline"))
+        .count();
+    let dots = trace
+        .children()
+        .filter(|n| n.has_tag_name("circle"))
+        .count();
+    assert_eq!((lines, dots), (1, 0), "one line through 60 samples");
+}
+
+#[test]
 fn an_empty_window_says_why() {
     let mut report = day_report(100);
     report.data = gnomon_core::samples::reduce(
