@@ -13,14 +13,13 @@
 
 use std::{
     fs,
-    net::{IpAddr, Ipv4Addr},
+    net::Ipv4Addr,
     path::Path,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use gnomon_core::config::{Config, NtpServerConfig};
+use gnomon_core::config::Config;
 use gnomon_lab::{
-    chronyd::{free_loopback_udp_port, Chronyd, ChronydSpec},
     gnomond::{Gnomond, GnomondSpec},
     journald::PrivateJournal,
     outage::lab::faketime_env,
@@ -30,7 +29,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{output, text, wait_for, wait_ready};
+use common::{output, text, wait_for, wait_ready, LoopbackClient};
 
 const PRIMARY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 8);
 const FALLBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 9);
@@ -61,22 +60,6 @@ fn write_cert(path: &Path, name: &str, from: i64, to: i64) {
     fs::write(path, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
 }
 
-fn server(name: &str, address: Ipv4Addr) -> (Chronyd, u16) {
-    let port = free_loopback_udp_port().unwrap();
-    let mut spec = ChronydSpec::ntp_server(name, port);
-    spec.bind_address = Some(IpAddr::V4(address));
-    (Chronyd::start(spec).unwrap(), port)
-}
-
-fn fast(address: Ipv4Addr, port: u16) -> NtpServerConfig {
-    NtpServerConfig {
-        port: Some(port),
-        minpoll: Some(-4),
-        maxpoll: Some(-4),
-        ..NtpServerConfig::new(address.to_string())
-    }
-}
-
 /// path → (state, whole report entry), from `gnomonctl certs --json`.
 fn states(d: &Gnomond) -> (Value, Vec<(String, String)>) {
     let out = d.gnomonctl(&["certs", "--json"]).unwrap();
@@ -98,11 +81,7 @@ fn states(d: &Gnomond) -> (Value, Vec<(String, String)>) {
 
 #[test]
 fn certificates_are_judged_listed_alerted_and_renewals_seen() {
-    let (_primary, primary_port) = server("certs-primary", PRIMARY);
-    let (_fallback, fallback_port) = server("certs-fallback", FALLBACK);
-    let mut client_spec = ChronydSpec::client("certs-client");
-    client_spec.with_sourcedir = true;
-    let client = Chronyd::start(client_spec).unwrap();
+    let lab = LoopbackClient::start("certs", PRIMARY, FALLBACK);
     let journal = PrivateJournal::start().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -112,13 +91,7 @@ fn certificates_are_judged_listed_alerted_and_renewals_seen() {
     write_cert(Path::new(&p("future.pem")), "new.lan", 2, 90);
     fs::write(p("garbage.pem"), "not a certificate\n").unwrap();
 
-    let mut config = Config::example_client();
-    config.primary.servers = vec![fast(PRIMARY, primary_port)];
-    config.fallback.servers = vec![fast(FALLBACK, fallback_port)];
-    config.fallback.peers = Vec::new();
-    config.paths.chrony_socket = client.socket().display().to_string();
-    config.paths.sources_dir = client.sources_dir().display().to_string();
-    config.control.read_group = String::new();
+    let mut config = lab.config.clone();
     config.certs.files = vec![
         p("dot.pem"),
         p("doh.pem"),

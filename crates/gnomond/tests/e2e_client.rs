@@ -11,15 +11,14 @@
 )]
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::Ipv4Addr,
     path::Path,
     thread,
     time::{Duration, Instant},
 };
 
-use gnomon_core::config::{Config, NtpServerConfig};
 use gnomon_lab::{
-    chronyd::{free_loopback_udp_port, Chronyd, ChronydSpec},
+    chronyd::Chronyd,
     gnomond::{gnomonctl, Gnomond, GnomondSpec},
     journald::PrivateJournal,
 };
@@ -28,26 +27,10 @@ use serde_json::Value;
 
 mod common;
 
-use common::{json, output, wait_for, wait_ready};
+use common::{json, output, wait_for, wait_ready, LoopbackClient};
 
 const PRIMARY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const FALLBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
-
-fn server(name: &str, address: Ipv4Addr) -> (Chronyd, u16) {
-    let port = free_loopback_udp_port().unwrap();
-    let mut spec = ChronydSpec::ntp_server(name, port);
-    spec.bind_address = Some(IpAddr::V4(address));
-    (Chronyd::start(spec).unwrap(), port)
-}
-
-fn fast(address: Ipv4Addr, port: u16) -> NtpServerConfig {
-    NtpServerConfig {
-        port: Some(port),
-        minpoll: Some(-4),
-        maxpoll: Some(-4),
-        ..NtpServerConfig::new(address.to_string())
-    }
-}
 
 fn state(d: &Gnomond) -> String {
     let s = json(&d.gnomonctl(&["status", "--json"]).unwrap());
@@ -74,23 +57,17 @@ fn sources_file(client: &Chronyd) -> String {
 
 #[test]
 fn client_role_end_to_end() {
-    let (mut primary, primary_port) = server("e2e-primary", PRIMARY);
-    let (_fallback, fallback_port) = server("e2e-fallback", FALLBACK);
-    let mut client_spec = ChronydSpec::client("e2e-client");
-    client_spec.with_sourcedir = true;
-    let client = Chronyd::start(client_spec).unwrap();
+    let LoopbackClient {
+        mut primary,
+        fallback: _fallback,
+        client,
+        mut config,
+    } = LoopbackClient::start("e2e", PRIMARY, FALLBACK);
     let journal = PrivateJournal::start().unwrap();
 
-    let mut config = Config::example_client();
-    config.primary.servers = vec![fast(PRIMARY, primary_port)];
-    config.fallback.servers = vec![fast(FALLBACK, fallback_port)];
-    config.fallback.peers = Vec::new();
     config.thresholds.grace = Duration::from_secs(3);
     config.thresholds.hold = Duration::from_secs(4);
     config.thresholds.max_changes_per_hour = 60;
-    config.paths.chrony_socket = client.socket().display().to_string();
-    config.paths.sources_dir = client.sources_dir().display().to_string();
-    config.control.read_group = String::new();
     let mut spec = GnomondSpec::new(config);
     spec.watchdog = Some(Duration::from_secs(2));
     spec.log = "journald".to_owned();

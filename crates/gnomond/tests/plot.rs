@@ -9,43 +9,18 @@
     clippy::indexing_slicing
 )]
 
-use std::{
-    fs,
-    io::Write as _,
-    net::{IpAddr, Ipv4Addr},
-    time::Duration,
-};
+use std::{fs, io::Write as _, net::Ipv4Addr, time::Duration};
 
-use gnomon_core::config::{Config, NtpServerConfig};
-use gnomon_lab::{
-    chronyd::{free_loopback_udp_port, Chronyd, ChronydSpec},
-    gnomond::{Gnomond, GnomondSpec},
-};
+use gnomon_lab::gnomond::{Gnomond, GnomondSpec};
 use rustix::process::Signal;
 use serde_json::Value;
 
 mod common;
 
-use common::{json, output, text, wait_for, wait_ready};
+use common::{json, output, text, wait_for, wait_ready, LoopbackClient};
 
 const PRIMARY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
 const FALLBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 7);
-
-fn server(name: &str, address: Ipv4Addr) -> (Chronyd, u16) {
-    let port = free_loopback_udp_port().unwrap();
-    let mut spec = ChronydSpec::ntp_server(name, port);
-    spec.bind_address = Some(IpAddr::V4(address));
-    (Chronyd::start(spec).unwrap(), port)
-}
-
-fn fast(address: Ipv4Addr, port: u16) -> NtpServerConfig {
-    NtpServerConfig {
-        port: Some(port),
-        minpoll: Some(-4),
-        maxpoll: Some(-4),
-        ..NtpServerConfig::new(address.to_string())
-    }
-}
 
 fn plot_json(d: &Gnomond) -> Value {
     json(&d.gnomonctl(&["plot", "--since", "10m", "--json"]).unwrap())
@@ -64,20 +39,9 @@ fn series_names(plot: &Value) -> Vec<String> {
 
 #[test]
 fn offset_history_is_sampled_plotted_and_kept_across_restarts() {
-    let (_primary, primary_port) = server("plot-primary", PRIMARY);
-    let (_fallback, fallback_port) = server("plot-fallback", FALLBACK);
-    let mut client_spec = ChronydSpec::client("plot-client");
-    client_spec.with_sourcedir = true;
-    let client = Chronyd::start(client_spec).unwrap();
+    let lab = LoopbackClient::start("plot", PRIMARY, FALLBACK);
     let state_dir = tempfile::tempdir().unwrap();
-
-    let mut config = Config::example_client();
-    config.primary.servers = vec![fast(PRIMARY, primary_port)];
-    config.fallback.servers = vec![fast(FALLBACK, fallback_port)];
-    config.fallback.peers = Vec::new();
-    config.paths.chrony_socket = client.socket().display().to_string();
-    config.paths.sources_dir = client.sources_dir().display().to_string();
-    config.control.read_group = String::new();
+    let mut config = lab.config.clone();
     config.history.interval = Duration::from_secs(1);
     config.history.keep = Duration::from_secs(3600);
     let spec = || {

@@ -45,6 +45,16 @@ pub(crate) struct PlotArgs {
     height: u16,
 }
 
+/// Which chrony source (0, 1, ...) series `index` is, for its glyph and
+/// colour: the same source looks the same in the terminal and the SVG.
+pub(crate) fn source_rank(series: &[gnomon_core::samples::PlotSeries], index: usize) -> usize {
+    series
+        .iter()
+        .take(index)
+        .filter(|s| s.kind == gnomon_core::samples::SeriesKind::Source)
+        .count()
+}
+
 fn parse_since(s: &str) -> Result<Duration, String> {
     let d = gnomon_core::config::parse_duration(s)?;
     if d < Duration::from_secs(10) {

@@ -41,11 +41,7 @@ pub(crate) fn series_colour(series: &[PlotSeries], index: usize) -> &'static str
         SeriesKind::Nmea => "#ff7f0e",
         SeriesKind::Chrony => "#2ca02c",
         SeriesKind::Source => {
-            let nth = series
-                .iter()
-                .take(index)
-                .filter(|s| s.kind == SeriesKind::Source)
-                .count();
+            let nth = super::source_rank(series, index);
             SOURCE_COLOURS
                 .get(nth % SOURCE_COLOURS.len())
                 .copied()

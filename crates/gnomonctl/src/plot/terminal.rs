@@ -28,11 +28,7 @@ pub(crate) fn mark(series: &[PlotSeries], index: usize) -> (char, &'static str) 
         SeriesKind::Nmea => ('+', "31"),
         SeriesKind::Chrony => ('~', "32"),
         SeriesKind::Source => {
-            let nth = series
-                .iter()
-                .take(index)
-                .filter(|s| s.kind == SeriesKind::Source)
-                .count();
+            let nth = super::source_rank(series, index);
             (
                 SOURCE_GLYPHS
                     .get(nth % SOURCE_GLYPHS.len())

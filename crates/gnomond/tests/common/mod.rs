@@ -14,7 +14,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use gnomon_lab::gnomond::Gnomond;
+use std::net::{IpAddr, Ipv4Addr};
+
+use gnomon_core::config::{Config, NtpServerConfig};
+use gnomon_lab::{
+    chronyd::{free_loopback_udp_port, Chronyd, ChronydSpec},
+    gnomond::Gnomond,
+};
 use serde_json::Value;
 
 pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -79,4 +85,58 @@ pub(crate) fn wait_ready(d: &Gnomond) {
 /// `gnomonctl status --json`.
 pub(crate) fn status(d: &Gnomond) -> Value {
     json(&d.gnomonctl(&["status", "--json"]).unwrap())
+}
+
+/// A client-role host on loopback: a chronyd serving as the primary at
+/// one address, another as the fallback, and a private chronyd as the
+/// host's own chrony (with a `sourcedir`). `config` points gnomond at them,
+/// polling every 1/16 s, with every local user allowed to read.
+pub(crate) struct LoopbackClient {
+    pub(crate) primary: Chronyd,
+    pub(crate) fallback: Chronyd,
+    pub(crate) client: Chronyd,
+    pub(crate) config: Config,
+}
+
+impl LoopbackClient {
+    /// `name` prefixes the chronyds' directories; the addresses must be
+    /// unique to the test binary (tests run in parallel).
+    pub(crate) fn start(name: &str, primary: Ipv4Addr, fallback: Ipv4Addr) -> LoopbackClient {
+        let (primary_chronyd, primary_port) = ntp_server(&format!("{name}-primary"), primary);
+        let (fallback_chronyd, fallback_port) = ntp_server(&format!("{name}-fallback"), fallback);
+        let mut client_spec = ChronydSpec::client(&format!("{name}-client"));
+        client_spec.with_sourcedir = true;
+        let client = Chronyd::start(client_spec).unwrap();
+        let mut config = Config::example_client();
+        config.primary.servers = vec![fast(primary, primary_port)];
+        config.fallback.servers = vec![fast(fallback, fallback_port)];
+        config.fallback.peers = Vec::new();
+        config.paths.chrony_socket = client.socket().display().to_string();
+        config.paths.sources_dir = client.sources_dir().display().to_string();
+        config.control.read_group = String::new();
+        LoopbackClient {
+            primary: primary_chronyd,
+            fallback: fallback_chronyd,
+            client,
+            config,
+        }
+    }
+}
+
+/// A chronyd serving NTP on `address` at a free port.
+pub(crate) fn ntp_server(name: &str, address: Ipv4Addr) -> (Chronyd, u16) {
+    let port = free_loopback_udp_port().unwrap();
+    let mut spec = ChronydSpec::ntp_server(name, port);
+    spec.bind_address = Some(IpAddr::V4(address));
+    (Chronyd::start(spec).unwrap(), port)
+}
+
+/// A server polled every 1/16 s, so tests see chrony's view change fast.
+pub(crate) fn fast(address: Ipv4Addr, port: u16) -> NtpServerConfig {
+    NtpServerConfig {
+        port: Some(port),
+        minpoll: Some(-4),
+        maxpoll: Some(-4),
+        ..NtpServerConfig::new(address.to_string())
+    }
 }
