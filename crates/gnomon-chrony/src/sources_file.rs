@@ -48,6 +48,16 @@ const HEADER: &str = "\
 # drops `noselect` when it engages the fallbacks.
 ";
 
+/// The header of the fail-safe file, the plan chrony keeps while gnomond is
+/// not running (`gnomond --fail-safe`); gnomond recognises it at start and
+/// takes over from it.
+const FAILSAFE_HEADER: &str = "\
+# gnomon fail-safe: gnomond is not running. Every source is selectable, so
+# chrony keeps a usable source without gnomond. Written by `gnomond
+# --fail-safe` (run by systemd whenever gnomond stops) or copied here at
+# chrony's start; gnomond takes over from it when it starts.
+";
+
 /// Why a plan cannot be written as a chrony sources file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
@@ -141,13 +151,29 @@ pub fn try_render(plan: &SourcePlan) -> Result<String, PlanError> {
     Ok(render(plan))
 }
 
+/// [`try_render`] for the fail-safe plan: the same lines under the
+/// fail-safe header, so that [`is_failsafe`] knows the file again.
+pub fn try_render_failsafe(plan: &SourcePlan) -> Result<String, PlanError> {
+    validate(plan)?;
+    Ok(render_with(FAILSAFE_HEADER, plan))
+}
+
+/// Whether a sources file is the fail-safe one.
+pub fn is_failsafe(text: &str) -> bool {
+    text.starts_with(FAILSAFE_HEADER)
+}
+
 /// The sources file for a plan: the header, then one line per source in
 /// plan order. A source that fails [`validate`] is replaced by a comment
 /// that names its position but not its address, so nothing from an address
 /// can reach chrony unchecked; callers that write the file use
 /// [`try_render`] and never see that comment.
 pub fn render(plan: &SourcePlan) -> String {
-    let mut out = String::from(HEADER);
+    render_with(HEADER, plan)
+}
+
+fn render_with(header: &str, plan: &SourcePlan) -> String {
+    let mut out = String::from(header);
     for ((index, planned), verdict) in plan.sources.iter().enumerate().zip(check_each(plan)) {
         match verdict {
             Ok(()) => {
@@ -483,6 +509,24 @@ server ntp.example.org
         }
         assert!(text.contains("Do not edit"));
         assert!(text.contains("noselect"));
+    }
+
+    #[test]
+    fn failsafe_file_has_the_same_lines_under_its_own_header() {
+        let plan = example_plan();
+        let failsafe = try_render_failsafe(&plan).unwrap();
+        let normal = try_render(&plan).unwrap();
+        assert!(is_failsafe(&failsafe));
+        assert!(!is_failsafe(&normal));
+        assert_eq!(
+            failsafe.strip_prefix(FAILSAFE_HEADER),
+            normal.strip_prefix(HEADER)
+        );
+        for line in FAILSAFE_HEADER.lines() {
+            assert!(line.starts_with('#'), "{line:?} is not a comment");
+        }
+        // A refused plan is refused here too: nothing unchecked reaches chrony.
+        assert!(try_render_failsafe(&plan_with_hostname("a b")).is_err());
     }
 
     #[test]

@@ -136,8 +136,9 @@ pub struct CertObservation {
 pub struct TrustedTime {
     /// Trusted time − system clock: positive when the clock is behind.
     pub offset: Offset,
-    /// Where it comes from, in words: "GPS", "chrony (synchronised to
-    /// NMEA)", "NTP sources (median of 3)", "time floor (build time)".
+    /// Where it comes from, in words: "GPS", "chrony, synchronised to
+    /// 203.0.113.1", "NTP sources 192.0.2.12, 203.0.113.1 (median)",
+    /// "time floor, build time" (see `Engine::trusted_time`).
     pub basis: String,
     /// Only a lower bound: true time is at least this (the time floor).
     pub lower_bound: bool,

@@ -160,6 +160,9 @@ fn sourcedir_item(i: &CheckInputs<'_>) -> CheckItem {
         Some(why) => {
             let configured = chrony_reads_sourcedir(Path::new(dir));
             let hint = match configured {
+                Some(true) if apparmor_enabled() => format!(
+                    "chrony's config names it, but AppArmor is enabled: chronyd's profile must let it read {dir} (the gnomon package adds that to /etc/apparmor.d/local/usr.sbin.chronyd; look for apparmor=\"DENIED\" in `journalctl -k`), then restart chrony"
+                ),
                 Some(true) => "chrony's config names it; chronyd may need a restart".to_owned(),
                 Some(false) => format!("add `sourcedir {dir}` to chrony's configuration"),
                 None => format!("make sure chrony's configuration has `sourcedir {dir}`"),
@@ -208,8 +211,80 @@ fn names_sourcedir(conf: &str, dir: &Path) -> bool {
     })
 }
 
+/// Whether the kernel enforces AppArmor (only to explain a failure).
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.trim() == "Y")
+}
+
+/// Whether gnomond may send samples to chrony's SOCK refclock: a datagram
+/// `connect` needs the same write permission on the socket as a send, and
+/// sends nothing to chrony.
+fn refclock_item(path: &str) -> CheckItem {
+    let name = "chrony-refclock";
+    let connected =
+        std::os::unix::net::UnixDatagram::unbound().and_then(|socket| socket.connect(path));
+    match connected {
+        Ok(()) => item(
+            name,
+            CheckOutcome::Pass,
+            format!("gnomond can send NMEA samples to chrony's SOCK refclock {path}"),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => item(
+            name,
+            CheckOutcome::Fail,
+            format!(
+                "gnomond may not send to chrony's SOCK refclock {path} ({}): chronyd creates it as root before it drops to _chrony; the gnomon package's chrony.service drop-in gives it group _chrony once chronyd has started: `systemctl restart chrony`",
+                describe_owner(Path::new(path))
+            ),
+        ),
+        Err(e) => item(
+            name,
+            CheckOutcome::Fail,
+            format!(
+                "cannot reach chrony's SOCK refclock {path}: {e}; chrony's configuration needs `refclock SOCK {path} refid NMEA` (deploy/chrony/gnomon-gps.conf) and chronyd must be running"
+            ),
+        ),
+    }
+}
+
+/// `owner:group mode` of a file, for messages.
+fn describe_owner(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => format!(
+            "uid {} gid {} mode {:04o}",
+            m.uid(),
+            m.gid(),
+            m.mode() & 0o7777
+        ),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A kernel PPS device that is missing: chronyd would not start with a PPS
+/// refclock on it, so the drop-in left the refclock out.
+fn pps_device_item(device: &str) -> Option<CheckItem> {
+    if Path::new(device).exists() {
+        return None;
+    }
+    Some(item(
+        "pps-device",
+        CheckOutcome::Fail,
+        format!(
+            "{device} does not exist: chrony was started without its PPS refclock (the gnomon drop-in leaves out a PPS refclock whose device is missing, or chronyd would not start at all); load the pps-gpio overlay (`dtoverlay=pps-gpio,gpiopin=18` in /boot/firmware/config.txt), reboot, and check `ppstest {device}`"
+        ),
+    ))
+}
+
 fn gps_items(i: &CheckInputs<'_>, items: &mut Vec<CheckItem>) {
     let t = &i.config.thresholds;
+    if let Some(gps) = &i.config.gps {
+        items.push(refclock_item(&gps.sock_refclock));
+        if gps.pps == PpsKind::Kernel {
+            items.extend(pps_device_item(&gps.pps_device));
+        }
+    }
     let Some(gps) = i.gps else {
         return;
     };
@@ -271,6 +346,42 @@ fn gps_items(i: &CheckInputs<'_>, items: &mut Vec<CheckItem>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refclock_permission_is_tested_without_sending() {
+        use std::os::unix::{fs::PermissionsExt, net::UnixDatagram};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nmea.sock");
+        let missing = refclock_item(&path.display().to_string());
+        assert_eq!(missing.outcome, CheckOutcome::Fail);
+        assert!(
+            missing.detail.contains("refclock SOCK"),
+            "{}",
+            missing.detail
+        );
+        let chrony = UnixDatagram::bind(&path).unwrap();
+        let ok = refclock_item(&path.display().to_string());
+        assert_eq!(ok.outcome, CheckOutcome::Pass, "{}", ok.detail);
+        // Nothing reached the refclock.
+        chrony.set_nonblocking(true).unwrap();
+        assert!(chrony.recv(&mut [0; 64]).is_err());
+        if rustix::process::geteuid().is_root() {
+            // root may write whatever the mode: the refusal as installed
+            // (gnomond as user gnomon) is checked on the booted systems.
+            return;
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let refused = refclock_item(&path.display().to_string());
+        assert_eq!(refused.outcome, CheckOutcome::Fail);
+    }
+
+    #[test]
+    fn a_missing_pps_device_is_named() {
+        assert!(pps_device_item("/").is_none());
+        let missing = pps_device_item("/dev/pps-gnomon-test-missing").unwrap();
+        assert_eq!(missing.outcome, CheckOutcome::Fail);
+        assert!(missing.detail.contains("without its PPS refclock"));
+    }
 
     #[test]
     fn sourcedir_lines_are_recognised() {

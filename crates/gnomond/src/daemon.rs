@@ -34,7 +34,7 @@ use crate::{
     chrony_link::{self, ChronyJob, ChronyLinkConfig, ChronyNote},
     config_file,
     control::{AccessPolicy, ControlCall, ControlServer},
-    exit,
+    exit, failsafe,
     gps_feed::{self, GpsFeed, SharedFeedState},
     journal,
     notify::Notifier,
@@ -155,6 +155,17 @@ fn make_dir(path: &Path, mode: u32) -> Result<(), StartError> {
         .map_err(|e| StartError::io(&format!("setting the mode of {}", path.display()), &e))
 }
 
+/// Keeps the fail-safe file of a configuration that loaded in the state
+/// directory, for `gnomond --fail-safe` after a stop with a broken one and
+/// for chrony's start at boot.
+fn keep_failsafe(config: &Config) {
+    match failsafe::store(config) {
+        Ok(true) => tracing::debug!(state_dir = %config.paths.state_dir, "fail-safe sources kept"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(state_dir = %config.paths.state_dir, "{e}"),
+    }
+}
+
 /// Everything the engine loop owns.
 struct Daemon {
     config: Config,
@@ -212,7 +223,15 @@ impl Daemon {
             }
         }
         let gate_open = restored.state.gate_open;
-        let engine = Engine::new(config.clone(), floor, restored.state);
+        let mut engine = Engine::new(config.clone(), floor, restored.state);
+        if failsafe::in_place(Path::new(&paths.sources_dir)) {
+            tracing::info!(
+                sources_dir = %paths.sources_dir,
+                "taking over from the fail-safe sources: every source stays selectable until the primary has been healthy for the hold time"
+            );
+            engine.take_over_failsafe();
+        }
+        keep_failsafe(&config);
 
         let server = ControlServer::bind(Path::new(&paths.control_socket)).map_err(|e| {
             let code = if e.to_string().contains("ermission") {
@@ -667,6 +686,7 @@ impl Daemon {
                 // SIGHUP after renewing a certificate shows it right away.
                 self.certs_tx.send_replace(new.certs.clone());
                 self.engine.reconfigure(new.clone());
+                keep_failsafe(&new);
                 self.config = new;
                 tracing::info!(config = %self.config_path.display(), "configuration reloaded");
                 let _ = self.chrony_jobs.send(ChronyJob::Poll);

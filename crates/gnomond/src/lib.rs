@@ -12,6 +12,7 @@ pub mod config_file;
 pub mod control;
 pub mod daemon;
 pub mod exit;
+pub mod failsafe;
 pub mod gps_feed;
 pub mod journal;
 pub mod metrics;

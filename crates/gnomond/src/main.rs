@@ -3,7 +3,10 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, ValueEnum};
-use gnomond::{config_file, daemon, exit, journal::LogTarget};
+use gnomond::{
+    config_file, daemon, exit, failsafe,
+    journal::{self, LogTarget},
+};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogArg {
@@ -28,6 +31,12 @@ struct Cli {
     /// 78 invalid.
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     check_config: Option<Option<PathBuf>>,
+    /// Leave chrony with every configured source selectable and exit: what
+    /// systemd runs whenever gnomond stops (ExecStopPost=), so chrony never
+    /// depends on a running gnomond. Uses the configuration if it loads,
+    /// else the copy the last good one kept in the state directory.
+    #[arg(long, conflicts_with = "check_config")]
+    fail_safe: bool,
     /// Where logs and alerts go.
     #[arg(long, value_enum, default_value = "auto")]
     log: LogArg,
@@ -81,6 +90,15 @@ fn main() -> ExitCode {
         LogArg::Journald => LogTarget::Journald,
         LogArg::Stderr => LogTarget::Stderr,
     };
+    if cli.fail_safe {
+        if let Err(e) = journal::init(log, cli.verbose) {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("gnomond: cannot set up logging: {e}");
+            }
+        }
+        return ExitCode::from(failsafe::install(&cli.config));
+    }
     ExitCode::from(daemon::run(daemon::Options {
         config_path: cli.config,
         log,

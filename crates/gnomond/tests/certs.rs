@@ -3,7 +3,8 @@
 //! with a loopback primary) writing its alerts into a standalone journald,
 //! `gnomonctl certs` reading them, a renewal picked up on SIGHUP; then a
 //! gnomond whose clock libfaketime sets two years back, which must blame
-//! the clock, not the certificate.
+//! the clock, not the certificate: with only the time floor to go by, and
+//! with NTP servers on loopback that tell the real time.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -20,6 +21,7 @@ use std::{
 
 use gnomon_core::config::Config;
 use gnomon_lab::{
+    chronyd::{Chronyd, ChronydSpec},
     gnomond::{Gnomond, GnomondSpec},
     journald::PrivateJournal,
     outage::lab::faketime_env,
@@ -29,10 +31,13 @@ use serde_json::Value;
 
 mod common;
 
-use common::{output, text, wait_for, wait_ready, LoopbackClient};
+use common::{fast, ntp_server, output, text, wait_for, wait_ready, LoopbackClient};
 
 const PRIMARY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 8);
 const FALLBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 9);
+/// The real-time servers of the faked host.
+const TRUE_PRIMARY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 10);
+const TRUE_FALLBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 const DAY: i64 = 86_400;
 
 fn now() -> i64 {
@@ -257,4 +262,82 @@ fn a_clock_two_years_behind_is_blamed_not_the_certificate() {
     let (report, list) = states(&d);
     assert_eq!(list[0].1, "not-yet-valid-by-clock", "{report}");
     assert_eq!(report["trusted"]["lower_bound"], true, "{report}");
+}
+
+/// The host's chronyd and gnomond both run two years behind (libfaketime);
+/// its primary and fallback serve the real time. The certificate is judged
+/// by what the servers measure, not by the floor: the error is the real
+/// two years, not a lower bound.
+#[test]
+fn a_clock_two_years_behind_is_measured_by_ntp_servers_telling_the_real_time() {
+    let journal = PrivateJournal::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("dot.pem");
+    write_cert(&cert, "dns.lan", -30, 335);
+
+    let (_primary, primary_port) = ntp_server("certs-true-primary", TRUE_PRIMARY);
+    let (_fallback, fallback_port) = ntp_server("certs-true-fallback", TRUE_FALLBACK);
+    let mut host = ChronydSpec::client("certs-behind");
+    host.with_sourcedir = true;
+    host.wrapper = faketime_env("-730d").unwrap();
+    let host = Chronyd::start(host).unwrap();
+
+    let mut config = Config::example_client();
+    config.primary.servers = vec![fast(TRUE_PRIMARY, primary_port)];
+    config.fallback.servers = vec![fast(TRUE_FALLBACK, fallback_port)];
+    config.fallback.peers = Vec::new();
+    config.paths.chrony_socket = host.socket().display().to_string();
+    config.paths.sources_dir = host.sources_dir().display().to_string();
+    config.control.read_group = String::new();
+    config.certs.files = vec![cert.display().to_string()];
+    let mut spec = GnomondSpec::new(config);
+    spec.log = "journald".to_owned();
+    spec.wrapper = journal.wrapper();
+    spec.wrapper.extend(faketime_env("-730d").unwrap());
+    let d = Gnomond::start(spec).unwrap();
+    wait_ready(&d);
+
+    // The report follows the best basis at each pass: the servers once
+    // chrony measures them, not the floor it starts with.
+    let report = wait_for("the servers' measure", Duration::from_secs(30), || {
+        let (r, l) = states(&d);
+        let basis = r["trusted"]["basis"].as_str().unwrap_or("").to_owned();
+        (l.first().map(|(_, s)| s.as_str()) == Some("not-yet-valid-by-clock")
+            && r["trusted"]["lower_bound"] == false
+            && (basis.contains("127.0.0.10") || basis.contains("127.0.0.11")))
+        .then_some(r.clone())
+        .ok_or(format!("{r}"))
+    });
+    let cert = &report["certs"][0];
+    let detail = cert["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("not yet valid because the system clock is 2.0 years behind (")
+            && !detail.contains("at least"),
+        "{report}"
+    );
+    // The servers measure the faked two years to well within a second.
+    let error_ns = cert["clock_error"].as_i64().unwrap();
+    let two_years_ns = 730 * DAY * 1_000_000_000;
+    assert!(
+        (error_ns - two_years_ns).abs() < 1_000_000_000,
+        "{error_ns} ns, not 730 days: {report}"
+    );
+
+    // The critical alert reached journald.
+    let entries = journal
+        .wait_until(Duration::from_secs(10), |entries| {
+            entries
+                .iter()
+                .any(|e| e.field("GNOMON_ALERT") == Some("certificate-not-yet-valid"))
+        })
+        .unwrap_or_else(|e| panic!("{e}{}", output(&d)));
+    let alert = entries
+        .iter()
+        .find(|e| e.field("GNOMON_ALERT") == Some("certificate-not-yet-valid"))
+        .unwrap();
+    assert_eq!(alert.field("PRIORITY"), Some("2"));
+    assert_eq!(
+        alert.field("GNOMON_CERT_STATE"),
+        Some("not-yet-valid-by-clock")
+    );
 }

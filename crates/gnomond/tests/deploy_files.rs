@@ -123,6 +123,21 @@ fn every_chrony_snippet_parses_and_points_where_gnomond_writes() {
             .lines()
             .filter(|l| !l.trim_start().starts_with('#'))
             .collect();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "gnomon-pps.conf" {
+            // Not a conf.d snippet: the drop-in's helper copies its PPS
+            // refclock to /run/chrony/gnomon-pps.conf when the device exists.
+            assert_eq!(
+                lines
+                    .iter()
+                    .copied()
+                    .filter(|l| !l.trim().is_empty())
+                    .collect::<Vec<_>>(),
+                ["refclock PPS /dev/pps0 lock NMEA refid PPS prefer trust"],
+                "{name}: only the PPS refclock"
+            );
+            continue;
+        }
         assert!(
             lines.contains(&format!("sourcedir {sources_dir}").as_str()),
             "{}: no `sourcedir {sources_dir}`",
@@ -135,7 +150,6 @@ fn every_chrony_snippet_parses_and_points_where_gnomond_writes() {
             "{}: sources belong in gnomond's sources file",
             path.display()
         );
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name.contains("gps") {
             assert!(
                 lines
@@ -143,11 +157,15 @@ fn every_chrony_snippet_parses_and_points_where_gnomond_writes() {
                     .any(|l| l.starts_with(&format!("refclock SOCK {refclock} refid NMEA"))),
                 "{name}: no SOCK refclock at {refclock}"
             );
+            // Never the PPS refclock itself: chronyd would not start
+            // without /dev/pps0 (tests/chrony_helper.rs).
             assert!(
-                lines
-                    .iter()
-                    .any(|l| l.starts_with("refclock PPS /dev/pps0 lock NMEA")),
-                "{name}: no PPS refclock locked to NMEA"
+                !lines.iter().any(|l| l.starts_with("refclock PPS")),
+                "{name}: a PPS refclock belongs in gnomon-pps.conf"
+            );
+            assert!(
+                lines.contains(&"include /run/chrony/gnomon-pps*.conf"),
+                "{name}: does not include the PPS refclock the helper writes"
             );
         }
     }

@@ -190,6 +190,9 @@ fn the_unit_names_gnomonds_own_paths_and_exit_codes() {
         exec[0].contains("--config /etc/gnomon/gnomon.toml"),
         "{exec:?}"
     );
+    // Whenever gnomond stops, chrony is left with the fail-safe sources,
+    // read from the same configuration.
+    assert_eq!(values("ExecStopPost"), [format!("{} --fail-safe", exec[0])]);
     // gnomond needs no capability: chrony sets the clock.
     assert_eq!(values("CapabilityBoundingSet"), [""]);
 }

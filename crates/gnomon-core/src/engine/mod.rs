@@ -214,26 +214,24 @@ impl Engine {
         self.apply_config();
     }
 
+    /// Starts from chrony's fail-safe plan (every source selectable, left by
+    /// `gnomond --fail-safe` while gnomond was not running): the fallbacks
+    /// count as engaged, so taking over drops nothing chrony may be using;
+    /// they are released like any engagement, once the primary has been
+    /// healthy for `hold`. Call before the first input.
+    pub fn take_over_failsafe(&mut self) {
+        if !self.engaged {
+            self.engaged = true;
+            self.engage_reason =
+                "taken over from the fail-safe sources (every source selectable while gnomond was not running)"
+                    .to_owned();
+        }
+    }
+
     fn apply_config(&mut self) {
         let c = &self.config;
-        self.primaries = c
-            .primary
-            .servers
-            .iter()
-            .map(|s| ntp_source(s, AssociationKind::Server))
-            .collect();
-        self.fallbacks = c
-            .fallback
-            .peers
-            .iter()
-            .map(|s| (ntp_source(s, AssociationKind::Peer), FallbackTier::LanPeer))
-            .chain(c.fallback.servers.iter().map(|s| {
-                (
-                    ntp_source(s, AssociationKind::Server),
-                    FallbackTier::PublicIpLiteral,
-                )
-            }))
-            .collect();
+        self.primaries = configured_primaries(c);
+        self.fallbacks = configured_fallbacks(c);
         // Keep what was learnt about fallbacks that are still configured,
         // matched by address: a reload may reorder, add or drop some.
         let previous: Vec<(SourceAddress, FallbackWatch)> = self
@@ -300,21 +298,7 @@ impl Engine {
 
     /// The plan the engine wants chrony to have right now.
     pub fn desired_plan(&self) -> SourcePlan {
-        let mut sources: Vec<PlannedSource> = self
-            .primaries
-            .iter()
-            .map(|s| PlannedSource {
-                source: s.clone(),
-                role: SourceRole::Primary,
-                selectable: true,
-            })
-            .collect();
-        sources.extend(self.fallbacks.iter().map(|(s, tier)| PlannedSource {
-            source: s.clone(),
-            role: SourceRole::Fallback(*tier),
-            selectable: self.engaged,
-        }));
-        SourcePlan { sources }
+        plan_of(&self.primaries, &self.fallbacks, self.engaged)
     }
 
     /// Handles one input at monotonic time `now` and returns what to do.
@@ -1145,12 +1129,6 @@ impl Engine {
         v
     }
 
-    /// The clock's offset as measured by trusted sources (the median of
-    /// answering planned sources), when chrony has such measurements.
-    /// What trusted sources say of the system clock now or, while they are
-    /// silent (chrony re-adds a source when its options change, and its
-    /// reachability starts again), what they said within `chrony-max-age`:
-    /// an alert on it does not resolve and reopen at each plan change.
     /// The best estimate of true time gnomon has, as a correction to the
     /// system clock: the GPS while its verdict is healthy, chrony while it
     /// is synchronised, the median of the answering NTP sources, and, when
@@ -1182,10 +1160,16 @@ impl Engine {
                 });
             }
         }
-        if let Some(offset) = self.measured_clock_offset(now, t) {
+        let measuring = self.measuring_sources(now, t);
+        if let Some(offset) = median(measuring.iter().map(|(_, o)| *o).collect()) {
+            let names: Vec<String> = measuring.iter().map(|(a, _)| a.to_string()).collect();
+            let basis = match names.as_slice() {
+                [one] => format!("NTP source {one}"),
+                many => format!("NTP sources {} (median)", many.join(", ")),
+            };
             return Some(TrustedTime {
                 offset,
-                basis: "the NTP sources' median".to_owned(),
+                basis,
                 lower_bound: false,
             });
         }
@@ -1197,6 +1181,10 @@ impl Engine {
         })
     }
 
+    /// What trusted sources say of the system clock now or, while they are
+    /// silent (chrony re-adds a source when its options change, and its
+    /// reachability starts again), what they said within `chrony-max-age`:
+    /// an alert on it does not resolve and reopen at each plan change.
     fn trusted_clock_offset(&self, now: MonoTime, t: &Thresholds) -> Option<Offset> {
         self.measured_clock_offset(now, t).or_else(|| {
             self.clock_offset_seen
@@ -1205,17 +1193,32 @@ impl Engine {
         })
     }
 
+    /// The clock's offset as measured by trusted sources (the median of
+    /// answering planned sources), when chrony has such measurements.
     fn measured_clock_offset(&self, now: MonoTime, t: &Thresholds) -> Option<Offset> {
-        let snap = self.fresh_snapshot(now, t)?;
-        let offsets: Vec<Offset> = self
-            .primaries
+        median(
+            self.measuring_sources(now, t)
+                .into_iter()
+                .map(|(_, o)| o)
+                .collect(),
+        )
+    }
+
+    /// The planned sources chrony measures the clock against, with what
+    /// each says of it (source − system).
+    fn measuring_sources(&self, now: MonoTime, t: &Thresholds) -> Vec<(&SourceAddress, Offset)> {
+        let Some(snap) = self.fresh_snapshot(now, t) else {
+            return Vec::new();
+        };
+        self.primaries
             .iter()
             .chain(self.fallbacks.iter().map(|(s, _)| s))
-            .filter_map(|s| snap.source(&s.address))
-            .filter(|r| r.answering() && r.state != SelectionState::Falseticker && r.stratum < 16)
-            .filter_map(|r| r.offset)
-            .collect();
-        median(offsets)
+            .filter_map(|s| snap.source(&s.address).map(|r| (&s.address, r)))
+            .filter(|(_, r)| {
+                r.answering() && r.state != SelectionState::Falseticker && r.stratum < 16
+            })
+            .filter_map(|(a, r)| r.offset.map(|o| (a, o)))
+            .collect()
     }
 
     /// The full status snapshot, for `gnomonctl status`.
@@ -1368,6 +1371,62 @@ impl Engine {
             }
         }
     }
+}
+
+/// What chrony is left with while gnomond is not running: every
+/// configured source selectable, as when the fallbacks are engaged, so that
+/// chrony keeps a usable source whatever fails while nobody watches
+/// (`gnomond --fail-safe`, run by systemd whenever gnomond stops).
+pub fn failsafe_plan(config: &Config) -> SourcePlan {
+    plan_of(
+        &configured_primaries(config),
+        &configured_fallbacks(config),
+        true,
+    )
+}
+
+fn plan_of(
+    primaries: &[NtpSource],
+    fallbacks: &[(NtpSource, FallbackTier)],
+    engaged: bool,
+) -> SourcePlan {
+    let mut sources: Vec<PlannedSource> = primaries
+        .iter()
+        .map(|s| PlannedSource {
+            source: s.clone(),
+            role: SourceRole::Primary,
+            selectable: true,
+        })
+        .collect();
+    sources.extend(fallbacks.iter().map(|(s, tier)| PlannedSource {
+        source: s.clone(),
+        role: SourceRole::Fallback(*tier),
+        selectable: engaged,
+    }));
+    SourcePlan { sources }
+}
+
+fn configured_primaries(c: &Config) -> Vec<NtpSource> {
+    c.primary
+        .servers
+        .iter()
+        .map(|s| ntp_source(s, AssociationKind::Server))
+        .collect()
+}
+
+/// LAN peers first, then the IP-literal public servers.
+fn configured_fallbacks(c: &Config) -> Vec<(NtpSource, FallbackTier)> {
+    c.fallback
+        .peers
+        .iter()
+        .map(|s| (ntp_source(s, AssociationKind::Peer), FallbackTier::LanPeer))
+        .chain(c.fallback.servers.iter().map(|s| {
+            (
+                ntp_source(s, AssociationKind::Server),
+                FallbackTier::PublicIpLiteral,
+            )
+        }))
+        .collect()
 }
 
 fn ntp_source(s: &NtpServerConfig, kind: AssociationKind) -> NtpSource {

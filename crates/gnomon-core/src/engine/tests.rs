@@ -260,3 +260,149 @@ fn clock_far_off_remembered_for_chrony_max_age_only() {
     assert_eq!(opened.len(), 2, "alerts:\n{}", b.alert_log());
     assert!(opened[1] > resolved[0]);
 }
+
+/// The four bases of trusted time, in the order the engine prefers them:
+/// nothing to go by, the time floor as a lower bound, the NTP sources chrony
+/// measures (named), chrony once synchronised (its reference named).
+#[test]
+fn trusted_time_names_its_basis() {
+    let clock = TRUE_START.offset_by(-DAY_BEHIND);
+    let floor_ahead = TimeFloor::new(clock.plus(Duration::from_secs(2 * 365 * 86_400)));
+    let mut e = Engine::new(
+        Config::example_client(),
+        floor_ahead,
+        PersistedState::default(),
+    );
+    let t = e.config().thresholds.clone();
+    // No wall clock reading yet: nothing to judge against.
+    assert_eq!(e.trusted_time(MonoTime::ZERO, &t), None);
+    e.handle(MonoTime::ZERO, Input::Tick { wall: clock });
+    let floor = e.trusted_time(MonoTime::ZERO, &t).unwrap();
+    assert!(floor.lower_bound, "{floor:?}");
+    assert_eq!(floor.offset, Offset::from_secs(2 * 365 * 86_400));
+    assert!(floor.basis.starts_with("time floor"), "{floor:?}");
+
+    // The floor well below the clock and no chrony: no trusted time.
+    let mut b = DayBehind::new(Duration::ZERO);
+    b.feed(Input::Tick { wall: b.wall() });
+    assert_eq!(b.engine.trusted_time(b.now, &t), None);
+
+    // chrony measures the fallbacks (noselect) but is not synchronised.
+    b.run_until(0);
+    let sources = b.engine.trusted_time(b.now, &t).unwrap();
+    assert_eq!(sources.offset, DAY_BEHIND);
+    assert!(!sources.lower_bound);
+    assert_eq!(
+        sources.basis,
+        "NTP sources 192.0.2.12, 203.0.113.1, 203.0.113.2, 203.0.113.3 (median)"
+    );
+
+    // Fallbacks engaged, chrony synchronised to one of them.
+    b.run_until(180);
+    assert!(b.fallbacks_selectable, "alerts:\n{}", b.alert_log());
+    let chrony = b.engine.trusted_time(b.now, &t).unwrap();
+    assert_eq!(chrony.offset, DAY_BEHIND);
+    assert_eq!(chrony.basis, "chrony, synchronised to 203.0.113.1");
+    assert_eq!(b.engine.status(b.now).trusted_time, Some(chrony));
+}
+
+/// A certificate valid since an hour ago by true time, read by an engine
+/// whose clock is a day behind: the clock is blamed (critical, with the
+/// error); the renewed file (valid since two days) resolves it.
+#[test]
+fn a_certificate_not_yet_valid_by_a_clock_a_day_behind_is_blamed_on_the_clock() {
+    use crate::certs::{CertInfo, CertObservation, CertState};
+
+    let mut b = DayBehind::new(Duration::ZERO);
+    b.run_until(0);
+    let read = |from: WallTime, fp: &str| {
+        vec![CertObservation {
+            path: "/etc/unbound/dot.pem".into(),
+            read: Ok(CertInfo {
+                subject: "CN=dns.lan".into(),
+                issuer: "CN=dns.lan".into(),
+                serial: "01".into(),
+                fingerprint: fp.into(),
+                not_before: from,
+                not_after: TRUE_START.plus(Duration::from_secs(90 * 86_400)),
+                certificates: 1,
+            }),
+        }]
+    };
+    b.feed(Input::Certificates(read(
+        TRUE_START.minus(Duration::from_secs(3600)),
+        "a",
+    )));
+    let opened: Vec<&AlertEvent> = b
+        .alerts
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.alert.kind == AlertKind::CertificateNotYetValid)
+        .collect();
+    assert_eq!(opened.len(), 1, "alerts:\n{}", b.alert_log());
+    assert_eq!(opened[0].phase, AlertPhase::Opened);
+    let message = &opened[0].alert.message;
+    assert!(
+        message.contains("not yet valid because the system clock is")
+            && message.contains("behind (NTP sources"),
+        "{message}"
+    );
+    let status = &b.engine.status(b.now).certs[0];
+    assert_eq!(status.state, CertState::NotYetValidByClock);
+    assert_eq!(status.clock_error, Some(DAY_BEHIND));
+
+    b.now = b.now.plus(Duration::from_secs(1));
+    b.feed(Input::Certificates(read(
+        TRUE_START.minus(Duration::from_secs(2 * 86_400)),
+        "b",
+    )));
+    let phases = |kind: AlertKind| -> Vec<AlertPhase> {
+        b.alerts
+            .iter()
+            .filter(|(_, e)| e.alert.kind == kind)
+            .map(|(_, e)| e.phase)
+            .collect()
+    };
+    assert_eq!(
+        phases(AlertKind::CertificateNotYetValid),
+        [AlertPhase::Opened, AlertPhase::Resolved],
+        "alerts:\n{}",
+        b.alert_log()
+    );
+    assert_eq!(
+        phases(AlertKind::CertificateRenewed),
+        [AlertPhase::Opened],
+        "alerts:\n{}",
+        b.alert_log()
+    );
+    assert_eq!(b.engine.status(b.now).certs[0].state, CertState::Valid);
+}
+
+/// gnomond starting over the fail-safe file (every source selectable) with
+/// its primary down: it takes over without ever making the fallbacks
+/// `noselect`, so chrony never loses the sources it is using; without the
+/// take-over it would drop them for the grace period.
+#[test]
+fn taking_over_the_failsafe_plan_drops_no_source() {
+    let failsafe = super::failsafe_plan(&Config::example_client());
+    assert!(
+        failsafe.sources.iter().all(|s| s.selectable),
+        "{failsafe:?}"
+    );
+    assert_eq!(failsafe.sources.len(), 5);
+
+    let mut b = DayBehind::new(Duration::ZERO);
+    b.fallbacks_selectable = true;
+    b.engine.take_over_failsafe();
+    assert_eq!(b.engine.desired_plan(), failsafe);
+    b.run_until(120);
+    assert_eq!(b.readded_at, None, "alerts:\n{}", b.alert_log());
+    assert!(b.engine.fallbacks_engaged());
+    assert!(b.engine.status(b.now).fallbacks_engaged);
+
+    // The same start without the take-over: the fallbacks go `noselect`.
+    let mut plain = DayBehind::new(Duration::ZERO);
+    plain.fallbacks_selectable = true;
+    plain.run_until(10);
+    assert_eq!(plain.readded_at, Some(MonoTime::ZERO));
+}
