@@ -178,7 +178,14 @@ fn reload(paths: &Paths) -> Result<(), String> {
     runtime.block_on(async {
         let mut client =
             ChronyClient::new(ClientConfig::new(&paths.chrony_socket, &paths.runtime_dir));
-        client.reload_sources().await.map_err(|e| e.to_string())
+        // Twice: chrony before 4.5 loses a source whose line only drops
+        // `noselect` on the first reload and adds it back on the second
+        // (see gnomon_chrony::apply); a reload of unchanged lines keeps
+        // every source as it is.
+        for _ in 0..2 {
+            client.reload_sources().await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
     })
 }
 
