@@ -373,6 +373,11 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
+    /// An entry from the fields of one line of `journalctl -o json`.
+    pub fn from_fields(fields: Map<String, Value>) -> Self {
+        JournalEntry { fields }
+    }
+
     /// The value of a field that appears exactly once, as text.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields.get(name).and_then(Value::as_str)

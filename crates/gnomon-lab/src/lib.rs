@@ -7,7 +7,9 @@
 //!   time, for properties over days (`gnomon-lab sim`, `bench`);
 //! - the harnesses both the lab and the end-to-end tests use: [`chronyd`],
 //!   [`gnomond`], [`journald`], [`gps_hat`], [`gps_host`], [`netns`],
-//!   [`tmpfs`], [`programs`].
+//!   [`tmpfs`], [`programs`];
+//! - [`system`]: whole Debian 12 and 13 systems booted under
+//!   systemd-nspawn, for installing gnomon's package as an operator would.
 
 mod bad_input;
 pub mod bench;
@@ -21,4 +23,5 @@ pub mod outage;
 pub mod programs;
 pub mod scenarios;
 pub mod sim;
+pub mod system;
 pub mod tmpfs;
