@@ -956,3 +956,119 @@ fn bookworm_s1_power_outage_as_installed() {
 fn trixie_s1_power_outage_as_installed() {
     s1_power_outage_as_installed(Release::Trixie);
 }
+
+/// The package `deploy/build-previous-deb` made of the previous commit.
+fn previous_package() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debian/previous");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: run deploy/build-previous-deb first",
+                dir.display()
+            )
+        })
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no .deb in {}: run deploy/build-previous-deb first",
+                dir.display()
+            )
+        })
+}
+
+/// An operator's upgrade: the previous commit's package installed, running
+/// and frozen, a conffile edited; this package installed over it. The
+/// upgrade keeps the edit, the state and the freeze, and neither stops nor
+/// restarts gnomond; the restart the operator then does keeps the freeze.
+fn upgrade_as_installed(release: Release) {
+    let name = format!("gnl-upg-{}", release.codename());
+    let c = Container::boot(ContainerSpec::new(release, &name).hostname("srv1")).unwrap();
+    c.copy_in(&previous_package(), "/root/previous.deb")
+        .unwrap();
+    c.exec_ok(&["apt-get", "install", "-y", "/root/previous.deb"])
+        .unwrap();
+    for (name, address) in [
+        ("primary", PRIMARY),
+        ("fb1", FALLBACKS[0]),
+        ("fb2", FALLBACKS[1]),
+    ] {
+        start_stand_in(&c, name, address);
+    }
+    c.write_file("/etc/gnomon/gnomon.toml", gnomon_toml().as_bytes(), 0o644)
+        .unwrap();
+    install_snippet(&c, "gnomon-client.conf", None, |t| t);
+    c.systemctl_ok(&["restart", "chrony"]).unwrap();
+    c.systemctl_ok(&["start", "gnomond"]).unwrap();
+    wait_for(
+        &c,
+        "the previous gnomond on the primary",
+        Duration::from_secs(60),
+        || (status(&c)["status"]["state"] == "primary").then_some(()),
+    );
+    let reason = "maintenance: the upgrade test";
+    c.exec_ok(&["gnomonctl", "freeze", "--reason", reason])
+        .unwrap();
+    let edit = "\n# the operator's note\n";
+    let example = "/etc/gnomon/examples/srv1.toml";
+    let mut edited = c.read_file(example).unwrap();
+    edited.extend_from_slice(edit.as_bytes());
+    c.write_file(example, &edited, 0o644).unwrap();
+    let pid = property(&c, "MainPID", "gnomond");
+    let state_before: Value =
+        serde_json::from_slice(&c.read_file("/var/lib/gnomon/state.json").unwrap()).unwrap();
+
+    c.copy_in(&package(), "/root/gnomon.deb").unwrap();
+    c.exec_ok(&[
+        "env",
+        "DEBIAN_FRONTEND=noninteractive",
+        "apt-get",
+        "install",
+        "-y",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        "/root/gnomon.deb",
+    ])
+    .unwrap();
+    let installed = c
+        .exec_ok(&["dpkg-query", "-W", "-f", "${Version}", "gnomon"])
+        .unwrap();
+    assert!(installed.ends_with("-1"), "not upgraded: {installed}");
+    assert_eq!(
+        property(&c, "MainPID", "gnomond"),
+        pid,
+        "the upgrade restarted gnomond"
+    );
+    assert_eq!(c.read_file(example).unwrap(), edited, "the edit was lost");
+
+    c.systemctl_ok(&["restart", "gnomond"]).unwrap();
+    let s = status(&c);
+    assert_eq!(s["status"]["frozen"]["reason"], reason, "{s}");
+    let state_after: Value =
+        serde_json::from_slice(&c.read_file("/var/lib/gnomon/state.json").unwrap()).unwrap();
+    assert_eq!(state_after["freeze"], state_before["freeze"]);
+    // The time floor's last-synchronised time survives and only grows.
+    let synced = |v: &Value| v["last-synchronised"].as_u64();
+    assert!(synced(&state_before).is_some(), "{state_before}");
+    assert!(
+        synced(&state_after) >= synced(&state_before),
+        "{state_after}"
+    );
+    // Frozen: the fail-safe at the restart left chrony's sources alone.
+    let sources = sources_file(&c);
+    assert!(
+        !is_failsafe(&sources),
+        "a fail-safe under a freeze:\n{sources}"
+    );
+    c.shutdown().unwrap();
+}
+
+#[test]
+fn bookworm_upgrade_keeps_conffiles_state_and_freeze() {
+    upgrade_as_installed(Release::Bookworm);
+}
+
+#[test]
+fn trixie_upgrade_keeps_conffiles_state_and_freeze() {
+    upgrade_as_installed(Release::Trixie);
+}
