@@ -227,16 +227,12 @@ impl Figures {
     }
 }
 
-fn client_as_installed(release: Release) {
-    let name = format!("gnl-inst-{}", release.codename());
-    let c = Container::boot(ContainerSpec::new(release, &name).hostname("srv1")).unwrap();
-    let mut figures = Figures(Vec::new());
-    figures.add("boot", format!("{:.1?}", c.boot_time()));
-
-    // The install, as docs/install.md says.
-    c.copy_in(&package(), "/root/gnomon.deb").unwrap();
-    c.exec_ok(&["apt-get", "install", "-y", "/root/gnomon.deb"])
-        .unwrap();
+/// srv1 booted with `deb` installed as docs/install.md says: the
+/// stand-ins answering, gnomon.toml and the client snippet in place, chrony
+/// restarted, gnomond started.
+fn booted_client(release: Release, machine: &str, deb: &std::path::Path) -> Container {
+    let c = Container::boot(ContainerSpec::new(release, machine).hostname("srv1")).unwrap();
+    install_deb(&c, deb);
     for (name, address) in [
         ("primary", PRIMARY),
         ("fb1", FALLBACKS[0]),
@@ -246,16 +242,22 @@ fn client_as_installed(release: Release) {
     }
     c.write_file("/etc/gnomon/gnomon.toml", gnomon_toml().as_bytes(), 0o644)
         .unwrap();
-    c.exec_ok(&[
-        "cp",
-        "/usr/share/gnomon/chrony/gnomon-client.conf",
-        "/etc/chrony/conf.d/gnomon.conf",
-    ])
-    .unwrap();
+    install_snippet(&c, "gnomon-client.conf", None, |t| t);
     c.exec_ok(&["gnomond", "--check-config", "/etc/gnomon/gnomon.toml"])
         .unwrap();
     c.systemctl_ok(&["restart", "chrony"]).unwrap();
     c.systemctl_ok(&["start", "gnomond"]).unwrap();
+    c
+}
+
+fn client_as_installed(release: Release) {
+    let c = booted_client(
+        release,
+        &format!("gnl-inst-{}", release.codename()),
+        &package(),
+    );
+    let mut figures = Figures(Vec::new());
+    figures.add("boot", format!("{:.1?}", c.boot_time()));
     assert_eq!(main_uid(&c, "gnomond"), uid_of(&c, "gnomon"));
     assert_eq!(main_uid(&c, "chrony"), uid_of(&c, "_chrony"));
 
@@ -635,10 +637,26 @@ impl Hat {
     }
 }
 
+/// `apt install ./PACKAGE` inside (every dependency is in the tree: no
+/// network).
+fn install_deb(c: &Container, deb: &std::path::Path) {
+    let inside = format!("/root/{}", deb.file_name().unwrap().to_string_lossy());
+    c.copy_in(deb, &inside).unwrap();
+    c.exec_ok(&[
+        "env",
+        "DEBIAN_FRONTEND=noninteractive",
+        "apt-get",
+        "install",
+        "-y",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        &inside,
+    ])
+    .unwrap();
+}
+
 fn install(c: &Container) {
-    c.copy_in(&package(), "/root/gnomon.deb").unwrap();
-    c.exec_ok(&["apt-get", "install", "-y", "/root/gnomon.deb"])
-        .unwrap();
+    install_deb(c, &package());
 }
 
 /// gnomon's chrony snippet as the operator installs it: the `allow` line
@@ -982,24 +1000,11 @@ fn previous_package() -> PathBuf {
 /// upgrade keeps the edit, the state and the freeze, and neither stops nor
 /// restarts gnomond; the restart the operator then does keeps the freeze.
 fn upgrade_as_installed(release: Release) {
-    let name = format!("gnl-upg-{}", release.codename());
-    let c = Container::boot(ContainerSpec::new(release, &name).hostname("srv1")).unwrap();
-    c.copy_in(&previous_package(), "/root/previous.deb")
-        .unwrap();
-    c.exec_ok(&["apt-get", "install", "-y", "/root/previous.deb"])
-        .unwrap();
-    for (name, address) in [
-        ("primary", PRIMARY),
-        ("fb1", FALLBACKS[0]),
-        ("fb2", FALLBACKS[1]),
-    ] {
-        start_stand_in(&c, name, address);
-    }
-    c.write_file("/etc/gnomon/gnomon.toml", gnomon_toml().as_bytes(), 0o644)
-        .unwrap();
-    install_snippet(&c, "gnomon-client.conf", None, |t| t);
-    c.systemctl_ok(&["restart", "chrony"]).unwrap();
-    c.systemctl_ok(&["start", "gnomond"]).unwrap();
+    let c = booted_client(
+        release,
+        &format!("gnl-upg-{}", release.codename()),
+        &previous_package(),
+    );
     wait_for(
         &c,
         "the previous gnomond on the primary",
@@ -1018,18 +1023,7 @@ fn upgrade_as_installed(release: Release) {
     let state_before: Value =
         serde_json::from_slice(&c.read_file("/var/lib/gnomon/state.json").unwrap()).unwrap();
 
-    c.copy_in(&package(), "/root/gnomon.deb").unwrap();
-    c.exec_ok(&[
-        "env",
-        "DEBIAN_FRONTEND=noninteractive",
-        "apt-get",
-        "install",
-        "-y",
-        "-o",
-        "Dpkg::Options::=--force-confold",
-        "/root/gnomon.deb",
-    ])
-    .unwrap();
+    install(&c);
     let installed = c
         .exec_ok(&["dpkg-query", "-W", "-f", "${Version}", "gnomon"])
         .unwrap();
