@@ -25,7 +25,9 @@ use chrony_candm::{
     request::{self, Request, RequestBody},
 };
 use gnomon_core::{
-    chrony::{ChronySnapshot, ChronySourceId, SourceReport, SourceStatistics, Tracking},
+    chrony::{
+        ChronySnapshot, ChronySourceId, RemoteReference, SourceReport, SourceStatistics, Tracking,
+    },
     source::{NtpSource, PlannedSource},
     time::WallTime,
 };
@@ -351,9 +353,14 @@ impl ChronyClient {
                 ChronySourceId::Refclock(_) => None,
             };
             let noselect = self.noselect(index, &id).await?;
-            if let Some(report) = map::source_report(&data, name, noselect)
+            let remote = match id {
+                ChronySourceId::Address(ip) if data.reachability != 0 => self.remote(ip).await?,
+                _ => None,
+            };
+            if let Some(mut report) = map::source_report(&data, name, noselect)
                 .map_err(|e| self.malformed("sources", e.to_string()))?
             {
+                report.remote = remote;
                 reports.push(report);
             }
         }
@@ -419,6 +426,24 @@ impl ChronyClient {
             Ok(ReplyBody::NtpSourceName(n)) => Ok(map::source_name(&n)),
             Ok(other) => Err(self.unexpected_reply("ntpsourcename", &other)),
             Err(ChronyError::Status { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where an NTP source takes its time from (`ntpdata`): its last
+    /// packet's reference ID and this host's address on the association.
+    /// `None` when chrony cannot say (no packet yet, a reply this client
+    /// cannot read): independence is then judged by configuration alone.
+    async fn remote(&mut self, ip: IpAddr) -> Result<Option<RemoteReference>, ChronyError> {
+        let body = RequestBody::NtpData(request::NtpData { ip_addr: ip.into() });
+        match self.request(body).await {
+            Ok(ReplyBody::NtpData(d)) => Ok(Some(RemoteReference {
+                ref_id: d.ref_id,
+                local_address: map::ip_addr(d.local_addr),
+            })),
+            Ok(_) | Err(ChronyError::Status { .. } | ChronyError::MalformedReply { .. }) => {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }

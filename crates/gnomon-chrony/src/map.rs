@@ -172,6 +172,7 @@ pub fn source_report(
         offset: has_sample.then(|| -Offset::from_secs_f64(f64::from(d.latest_meas))),
         error: duration(d.latest_meas_err),
         noselect,
+        remote: None,
     }))
 }
 

@@ -58,6 +58,12 @@ pub enum AlertKind {
     GpsInsane,
     /// The primary reference is missing or unhealthy (which part, in the message).
     PrimaryUnusable,
+    /// The primary answers, but the independent sources measure another
+    /// time: it is kept out of selection.
+    PrimaryDisagrees,
+    /// The reference in use cannot be cross-checked: too few independent
+    /// sources answer.
+    CrossCheckUnavailable,
     /// Fallbacks were made selectable.
     FallbackEngaged,
     /// A fallback has not answered for a long time, while still unused.
@@ -85,12 +91,14 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 17] = [
+    pub const ALL: [AlertKind; 19] = [
         AlertKind::NoUsableReference,
         AlertKind::ClockBeforeFloor,
         AlertKind::ClockFarOff,
         AlertKind::GpsInsane,
         AlertKind::PrimaryUnusable,
+        AlertKind::PrimaryDisagrees,
+        AlertKind::CrossCheckUnavailable,
         AlertKind::FallbackEngaged,
         AlertKind::FallbackUnreachable,
         AlertKind::ChronyUnreachable,
@@ -113,6 +121,8 @@ impl AlertKind {
             AlertKind::ClockFarOff => "b916726c58a741a98e7cf51726eb8422",
             AlertKind::GpsInsane => "fed13c23d6524641a7c9f1d7acac0c48",
             AlertKind::PrimaryUnusable => "1250aabf4a534b86a3685f86d078b3cb",
+            AlertKind::PrimaryDisagrees => "c29bc96e389f48fdb24828fff1b9b02b",
+            AlertKind::CrossCheckUnavailable => "32ff63d548944310b13a571c44c6d469",
             AlertKind::FallbackEngaged => "32bbaf7703d146aab44b9e335ff804dd",
             AlertKind::FallbackUnreachable => "4fa67174de014479b66464226d32e8d1",
             AlertKind::ChronyUnreachable => "8f597d0825d44420bb5f28bbe35780a8",
@@ -134,9 +144,11 @@ impl AlertKind {
             | AlertKind::ClockBeforeFloor
             | AlertKind::ClockFarOff
             | AlertKind::GpsInsane
+            | AlertKind::PrimaryDisagrees
             | AlertKind::CertificateNotYetValid
             | AlertKind::CertificateExpired => Priority::Critical,
             AlertKind::PrimaryUnusable
+            | AlertKind::CrossCheckUnavailable
             | AlertKind::FallbackEngaged
             | AlertKind::FallbackUnreachable
             | AlertKind::ChronyUnreachable
@@ -157,6 +169,8 @@ impl AlertKind {
             AlertKind::ClockFarOff => "clock-far-off",
             AlertKind::GpsInsane => "gps-insane",
             AlertKind::PrimaryUnusable => "primary-unusable",
+            AlertKind::PrimaryDisagrees => "primary-disagrees",
+            AlertKind::CrossCheckUnavailable => "cross-check-unavailable",
             AlertKind::FallbackEngaged => "fallback-engaged",
             AlertKind::FallbackUnreachable => "fallback-unreachable",
             AlertKind::ChronyUnreachable => "chrony-unreachable",
@@ -248,6 +262,12 @@ impl fmt::Display for AlertPhase {
     }
 }
 
+/// A condition must hold this long before its alert opens, and stop
+/// holding this long before it resolves: a condition that flickers (a
+/// fallback answering just as it was called silent) is no alert, and no
+/// alert opens and resolves within the same second.
+pub const ALERT_SETTLE: Duration = Duration::from_secs(1);
+
 /// An alert to log now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertEvent {
@@ -255,6 +275,10 @@ pub struct AlertEvent {
     pub alert: Alert,
     /// How long the condition has lasted (zero when opened).
     pub active_for: Duration,
+    /// For a resolution: what is true now, in words (the alert keeps the
+    /// last words it had while active).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
 }
 
 impl AlertEvent {
@@ -272,29 +296,36 @@ struct ActiveAlert {
     alert: Alert,
     opened: MonoTime,
     last_emitted: MonoTime,
+    /// Since when the condition has not held (resolved after [`ALERT_SETTLE`]).
+    clear_since: Option<MonoTime>,
 }
 
 /// The set of active alerts and their timing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertBook {
     active: BTreeMap<AlertKey, ActiveAlert>,
+    /// Conditions that hold but not yet for [`ALERT_SETTLE`], since when.
+    pending: BTreeMap<AlertKey, MonoTime>,
 }
 
 impl AlertBook {
     /// Reconciles the active set with the conditions that hold now and
-    /// returns the events to log: newly true → opened, still true and due
-    /// → repeated, no longer true → resolved (with the last message).
+    /// returns the events to log: true for [`ALERT_SETTLE`] → opened, still
+    /// true and due → repeated, no longer true for [`ALERT_SETTLE`] →
+    /// resolved, with `resolution(key)`'s words on what is true now.
     pub fn reconcile(
         &mut self,
         now: MonoTime,
         holding: Vec<Alert>,
         realert: Duration,
+        resolution: impl Fn(&AlertKey) -> Option<String>,
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         let mut seen = BTreeMap::new();
         for alert in holding {
             seen.insert(alert.key(), alert);
         }
+        self.pending.retain(|k, _| seen.contains_key(k));
         let gone: Vec<AlertKey> = self
             .active
             .keys()
@@ -302,32 +333,47 @@ impl AlertBook {
             .cloned()
             .collect();
         for key in gone {
-            if let Some(a) = self.active.remove(&key) {
-                events.push(AlertEvent {
-                    phase: AlertPhase::Resolved,
-                    active_for: now.since(a.opened),
-                    alert: a.alert,
-                });
+            let settled = match self.active.get_mut(&key) {
+                Some(a) => now.since(*a.clear_since.get_or_insert(now)) >= ALERT_SETTLE,
+                None => false,
+            };
+            if settled {
+                if let Some(a) = self.active.remove(&key) {
+                    events.push(AlertEvent {
+                        phase: AlertPhase::Resolved,
+                        active_for: now.since(a.opened),
+                        resolution: resolution(&key),
+                        alert: a.alert,
+                    });
+                }
             }
         }
         for (key, alert) in seen {
             match self.active.get_mut(&key) {
                 Some(a) => {
                     a.alert = alert;
+                    a.clear_since = None;
                     if now.since(a.last_emitted) >= realert {
                         a.last_emitted = now;
                         events.push(AlertEvent {
                             phase: AlertPhase::Repeated,
                             alert: a.alert.clone(),
                             active_for: now.since(a.opened),
+                            resolution: None,
                         });
                     }
                 }
                 None => {
+                    let since = *self.pending.entry(key.clone()).or_insert(now);
+                    if now.since(since) < ALERT_SETTLE {
+                        continue;
+                    }
+                    self.pending.remove(&key);
                     events.push(AlertEvent {
                         phase: AlertPhase::Opened,
                         alert: alert.clone(),
                         active_for: Duration::ZERO,
+                        resolution: None,
                     });
                     self.active.insert(
                         key,
@@ -335,6 +381,7 @@ impl AlertBook {
                             alert,
                             opened: now,
                             last_emitted: now,
+                            clear_since: None,
                         },
                     );
                 }
@@ -347,16 +394,24 @@ impl AlertBook {
         self.active.values().map(|a| &a.alert)
     }
 
+    /// The keys of the active alerts.
+    pub fn active_keys(&self) -> impl Iterator<Item = &AlertKey> {
+        self.active.keys()
+    }
+
     pub fn is_active(&self, kind: AlertKind) -> bool {
         self.active.keys().any(|k| k.kind == kind)
     }
 
-    /// When the next repeat falls due, for the engine's wake-up.
+    /// When the next repeat, opening or resolution falls due, for the
+    /// engine's wake-up.
     pub fn next_repeat(&self, realert: Duration) -> Option<MonoTime> {
-        self.active
-            .values()
-            .map(|a| a.last_emitted.plus(realert))
-            .min()
+        let repeats = self.active.values().map(|a| match a.clear_since {
+            Some(clear) => clear.plus(ALERT_SETTLE),
+            None => a.last_emitted.plus(realert),
+        });
+        let openings = self.pending.values().map(|since| since.plus(ALERT_SETTLE));
+        repeats.chain(openings).min()
     }
 }
 
@@ -368,22 +423,67 @@ mod tests {
         MonoTime::from_duration(Duration::from_secs(s))
     }
 
+    fn none(_: &AlertKey) -> Option<String> {
+        None
+    }
+
     #[test]
     fn lifecycle_open_repeat_resolve() {
         let mut book = AlertBook::default();
         let realert = Duration::from_secs(600);
         let a = Alert::new(AlertKind::FallbackUnreachable, "silent").about("192.0.2.1");
-        let ev = book.reconcile(t(0), vec![a.clone()], realert);
+        assert!(book
+            .reconcile(t(0), vec![a.clone()], realert, none)
+            .is_empty());
+        assert_eq!(book.next_repeat(realert), Some(t(1)));
+        let ev = book.reconcile(t(1), vec![a.clone()], realert, none);
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].phase, AlertPhase::Opened);
-        assert!(book.reconcile(t(599), vec![a.clone()], realert).is_empty());
-        let ev = book.reconcile(t(600), vec![a.clone()], realert);
+        assert!(book
+            .reconcile(t(600), vec![a.clone()], realert, none)
+            .is_empty());
+        let ev = book.reconcile(t(601), vec![a.clone()], realert, none);
         assert_eq!(ev[0].phase, AlertPhase::Repeated);
         assert_eq!(ev[0].active_for, Duration::from_secs(600));
-        let ev = book.reconcile(t(700), vec![], realert);
+        assert!(book.reconcile(t(700), vec![], realert, none).is_empty());
+        let ev = book.reconcile(t(701), vec![], realert, |_| Some("answers again".into()));
         assert_eq!(ev[0].phase, AlertPhase::Resolved);
+        assert_eq!(ev[0].resolution.as_deref(), Some("answers again"));
+        assert_eq!(ev[0].alert.message, "silent");
         assert_eq!(ev[0].priority(), Priority::Notice);
         assert!(!book.is_active(AlertKind::FallbackUnreachable));
+    }
+
+    #[test]
+    fn a_flicker_is_no_alert_and_none_resolves_within_a_second() {
+        let mut book = AlertBook::default();
+        let realert = Duration::from_secs(600);
+        let a = Alert::new(AlertKind::FallbackUnreachable, "silent").about("192.0.2.1");
+        let ms = |m: u64| MonoTime::from_duration(Duration::from_millis(m));
+        // Holds for 900 ms, then not: never opened.
+        assert!(book
+            .reconcile(ms(0), vec![a.clone()], realert, none)
+            .is_empty());
+        assert!(book
+            .reconcile(ms(900), vec![a.clone()], realert, none)
+            .is_empty());
+        assert!(book.reconcile(ms(1000), vec![], realert, none).is_empty());
+        assert!(book
+            .reconcile(ms(1500), vec![a.clone()], realert, none)
+            .is_empty());
+        let ev = book.reconcile(ms(2500), vec![a.clone()], realert, none);
+        assert_eq!(ev[0].phase, AlertPhase::Opened);
+        // Stops holding at once, holds again within the second: still open,
+        // nothing logged.
+        assert!(book.reconcile(ms(2600), vec![], realert, none).is_empty());
+        assert!(book
+            .reconcile(ms(3000), vec![a.clone()], realert, none)
+            .is_empty());
+        assert!(book.is_active(AlertKind::FallbackUnreachable));
+        assert!(book.reconcile(ms(3100), vec![], realert, none).is_empty());
+        let ev = book.reconcile(ms(4100), vec![], realert, none);
+        assert_eq!(ev[0].phase, AlertPhase::Resolved);
+        assert!(ev[0].active_for >= ALERT_SETTLE);
     }
 
     #[test]
@@ -391,7 +491,11 @@ mod tests {
         let mut book = AlertBook::default();
         let a = Alert::new(AlertKind::FallbackUnreachable, "x").about("a");
         let b = Alert::new(AlertKind::FallbackUnreachable, "x").about("b");
-        let ev = book.reconcile(t(0), vec![a, b], Duration::from_secs(60));
+        let realert = Duration::from_secs(60);
+        assert!(book
+            .reconcile(t(0), vec![a.clone(), b.clone()], realert, none)
+            .is_empty());
+        let ev = book.reconcile(t(1), vec![a, b], realert, none);
         assert_eq!(ev.len(), 2);
     }
 

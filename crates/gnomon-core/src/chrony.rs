@@ -140,6 +140,48 @@ pub struct SourceReport {
     pub error: Duration,
     /// From selectdata: whether chrony has the source as `noselect`.
     pub noselect: Option<bool>,
+    /// From ntpdata (NTP sources that answered): where the source itself
+    /// takes its time from, to tell whether it is independent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteReference>,
+}
+
+/// What an NTP source's own packets say about its reference (chrony's
+/// `ntpdata`): a source whose reference ID is this host's address takes
+/// its time from this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteReference {
+    /// The reference ID in the source's last packet.
+    pub ref_id: u32,
+    /// This host's address on the association (the address the source
+    /// would name as its reference if it took its time from this host).
+    pub local_address: Option<IpAddr>,
+}
+
+impl RemoteReference {
+    /// Whether the source names `address` as its reference.
+    pub fn follows(&self, address: IpAddr) -> bool {
+        self.ref_id == refid_of(address)
+    }
+
+    /// Whether the source takes its time from this host.
+    pub fn follows_this_host(&self) -> bool {
+        self.local_address.is_some_and(|a| self.follows(a))
+    }
+}
+
+/// The reference ID an NTP server puts in its packets when it takes its
+/// time from `address` (RFC 5905; chrony's `UTI_IPToRefid`): the IPv4
+/// address itself, or the first four bytes of the MD5 digest of an IPv6
+/// address.
+pub fn refid_of(address: IpAddr) -> u32 {
+    match address {
+        IpAddr::V4(a) => u32::from_be_bytes(a.octets()),
+        IpAddr::V6(a) => {
+            let [b0, b1, b2, b3, ..] = crate::md5::digest(&a.octets());
+            u32::from_be_bytes([b0, b1, b2, b3])
+        }
+    }
 }
 
 impl SourceReport {
@@ -207,5 +249,24 @@ mod tests {
         assert_eq!(refid_text(0x4E4D_4541), "NMEA");
         assert_eq!(refid_text(0x5050_5300), "PPS");
         assert_eq!(refid_text(0xC000_0201), "C0000201");
+    }
+
+    #[test]
+    fn refids_of_addresses_are_what_servers_send() {
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(refid_of(v4), 0xC000_0201);
+        // chrony's UTI_IPToRefid for ::1: MD5 of 15 zero bytes and a 1.
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(refid_of(v6), 0xCF40_4DC8);
+        let r = RemoteReference {
+            ref_id: 0x0AC7_000B,
+            local_address: Some("10.199.0.11".parse().unwrap()),
+        };
+        assert!(r.follows_this_host());
+        assert!(!RemoteReference {
+            local_address: None,
+            ..r
+        }
+        .follows_this_host());
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod engine;
 pub mod gps;
 pub mod ipc;
+mod md5;
 pub mod samples;
 pub mod source;
 pub mod time;

@@ -224,6 +224,7 @@ mod tests {
             offset: None,
             error: Duration::ZERO,
             noselect,
+            remote: None,
         }
     }
 

@@ -129,11 +129,20 @@ impl Pending {
         }
     }
 
+    /// Satellites used in the solution: GGA's count, else GSA's, else GNS's.
+    fn sats_used(&self) -> Option<u8> {
+        self.gga_sats.or(self.gsa_sats).or(self.gns_sats)
+    }
+
     /// gpsd's reading, made conservative: any sentence of the epoch that
-    /// says "no fix" wins over the others.
+    /// says "no fix" wins over the others, and a solution from no
+    /// satellite is none (some receivers send GGA quality 1 with 0
+    /// satellites used while they coast or before their first fix; gpsd
+    /// reports no fix for it).
     fn fix(&self) -> FixMode {
         let denied = self.rmc_valid == Some(false)
             || self.gga_quality == Some(0)
+            || self.sats_used() == Some(0)
             || self.gsa_mode == Some(1)
             || self.gns_fix == Some(false)
             || self.gll_valid == Some(false);
@@ -320,7 +329,7 @@ impl EpochAssembler {
             fix,
             rmc_valid: p.rmc_valid,
             gga_quality: p.gga_quality,
-            sats_used: p.gga_sats.or(p.gsa_sats).or(p.gns_sats),
+            sats_used: p.sats_used(),
             hdop: p.gga_hdop.or(p.other_hdop),
             received_wall: p.received_wall,
             received_mono: p.received_mono,
@@ -404,6 +413,32 @@ mod tests {
         assert_eq!(e.gga_quality, Some(1));
         assert_eq!(e.sats_used, Some(4));
         assert_eq!(e.hdop, Some(1.7));
+    }
+
+    #[test]
+    fn a_fix_from_no_satellite_is_no_fix() {
+        let mut a = EpochAssembler::new(floor());
+        // GGA quality 1 with 0 satellites used, RMC valid: gpsd says no fix.
+        let e = run(
+            &mut a,
+            &[
+                "GPGGA,193221.00,2037.72792,N,08704.08478,W,1,00,99.9,-30.40,M,-13.9,M,,",
+                "GPRMC,193221.00,A,2037.7279,N,08704.0848,W,00.1,201.8,231207,01,W,A",
+            ],
+        );
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].fix, FixMode::NoFix);
+        assert_eq!(e[0].sats_used, Some(0));
+        assert_eq!(e[0].gga_quality, Some(1));
+        // An empty satellite field says nothing either way.
+        let e = run(
+            &mut a,
+            &[
+                "GPGGA,193222.00,2037.72792,N,08704.08478,W,1,,1.7,-30.40,M,-13.9,M,,",
+                "GPRMC,193222.00,A,2037.7279,N,08704.0848,W,00.1,201.8,231207,01,W,A",
+            ],
+        );
+        assert_eq!(e[0].fix, FixMode::Fix3D);
     }
 
     #[test]

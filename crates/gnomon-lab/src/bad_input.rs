@@ -46,6 +46,7 @@ fn absurd_snapshot() -> ChronySnapshot {
         offset: Some(Offset::from_nanos(i64::MAX)),
         error: Duration::MAX,
         noselect: None,
+        remote: None,
     };
     let dup = SourceReport {
         id: ChronySourceId::Address(ip(PUB[0])),

@@ -473,6 +473,7 @@ fn any_report() -> impl Strategy<Value = SourceReport> {
                     offset,
                     error,
                     noselect,
+                    remote: None,
                 }
             },
         )
@@ -856,6 +857,7 @@ impl World {
                 offset: refclock_live.then_some(correction),
                 error: Duration::from_millis(1),
                 noselect: Some(false),
+                remote: None,
             });
         }
         for (i, (line, up, selectable)) in lines.iter().enumerate() {
@@ -883,6 +885,7 @@ impl World {
                     offset: Some(correction + jitter),
                     error: Duration::from_millis(1),
                     noselect,
+                    remote: None,
                 }
             } else {
                 SourceReport {
@@ -897,6 +900,7 @@ impl World {
                     offset: None,
                     error: Duration::ZERO,
                     noselect,
+                    remote: None,
                 }
             });
         }

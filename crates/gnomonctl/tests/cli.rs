@@ -232,6 +232,8 @@ mod fixture {
                     healthy: Some(synchronised),
                     detail: "192.168.1.11 selected by chrony".into(),
                     for_: Some(Duration::from_secs(60)),
+                    distrusted: false,
+                    unchecked: None,
                 },
                 gps: None,
                 clock: ClockStatus {
@@ -257,6 +259,7 @@ mod fixture {
                     offset: Some(Offset::from_nanos(-480_000)),
                     silent_for: None,
                 }],
+                cross_check: Default::default(),
                 changes_last_hour: 0,
                 max_changes_per_hour: 6,
                 alerts: vec![],

@@ -35,7 +35,7 @@ use crate::{
     config_file,
     control::{AccessPolicy, ControlCall, ControlServer},
     exit, failsafe,
-    gps_feed::{self, GpsFeed, SharedFeedState},
+    gps_feed::{self, GateWord, GpsFeed, SharedFeedState},
     journal,
     notify::Notifier,
     persist::{self, DecisionHistory, StateStore},
@@ -180,7 +180,7 @@ struct Daemon {
     calls_rx: mpsc::Receiver<ControlCall>,
     /// Scrape requests from the metrics endpoint (none when it is off).
     metrics_rx: mpsc::Receiver<crate::metrics::ScrapeCall>,
-    gate_tx: watch::Sender<bool>,
+    gate_tx: watch::Sender<GateWord>,
     policy_tx: watch::Sender<AccessPolicy>,
     shutdown_tx: watch::Sender<bool>,
     control_task: JoinHandle<()>,
@@ -269,14 +269,17 @@ impl Daemon {
         };
         tokio::spawn(chrony_link::run(link, jobs_rx, inputs_tx.clone(), notes_tx));
 
-        let (gate_tx, gate_rx) = watch::channel(gate_open);
+        let (gate_tx, gate_rx) = watch::channel(GateWord {
+            open: gate_open,
+            judged: 0,
+        });
         let feed_state = match (&config.role, &config.gps) {
             (Role::Gps, Some(gps)) => {
                 let state = SharedFeedState::default();
                 let feed = GpsFeed {
                     config: gps.clone(),
                     floor: engine.floor().value(),
-                    gate_open: gate_rx,
+                    gate: gate_rx,
                     inputs: inputs_tx.clone(),
                     state: state.clone(),
                 };
@@ -382,8 +385,14 @@ impl Daemon {
                         }
                         _ => {}
                     }
+                    let epoch = matches!(input, Input::GpsEpoch(_));
                     let (_, mono) = read_clocks();
                     self.handle(mono, input);
+                    if epoch {
+                        // Judged, and the gate set on that judgement: the
+                        // feed may now pass the epoch or withhold it.
+                        self.gate_tx.send_modify(|w| w.judged = w.judged.wrapping_add(1));
+                    }
                     if first_assessment && !self.notifier.is_ready() {
                         let summary = self.engine.status(mono).summary();
                         tracing::info!("first assessment done: {summary}");
@@ -432,7 +441,7 @@ impl Daemon {
                     "GPS gate {}: {reason}",
                     if open { "opened" } else { "closed" }
                 );
-                self.gate_tx.send_replace(open);
+                self.gate_tx.send_modify(|w| w.open = open);
             }
             Action::Alert(event) => journal::alert(&event, self.engine.state()),
             Action::Persist(state) => {

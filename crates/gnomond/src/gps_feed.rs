@@ -33,6 +33,20 @@ const EDGES_SHOWN: usize = 8;
 const EDGES_KEPT: usize = 4;
 /// A PPS backend that could not be opened is tried again this often.
 const PPS_RETRY: Duration = Duration::from_secs(5);
+/// How long an epoch waits for the engine's judgement before it is
+/// withheld from chrony (the engine loop answers within milliseconds).
+const JUDGEMENT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The engine's word to the feed: whether the gate is open, and how many
+/// epochs the engine has judged. An epoch is offered to chrony only once
+/// the engine has judged it, so the gate decides on the epoch it passes:
+/// the first sample of a GPS gone wrong never reaches chrony.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GateWord {
+    pub open: bool,
+    /// Epochs ([`Input::GpsEpoch`]) the engine has handled.
+    pub judged: u64,
+}
 
 /// What `gnomonctl gps` and `pps` show of the reading side; the engine's
 /// judgement is added by the daemon.
@@ -44,6 +58,8 @@ pub struct GpsFeedState {
     pub epochs: u64,
     pub samples_sent: u64,
     pub samples_withheld: u64,
+    /// Epochs withheld because the engine's judgement did not come in time.
+    pub unjudged: u64,
     /// Epochs read as a backlog and not used (see `GpsFeed::drop_backlog`).
     pub backlog_dropped: u64,
     pub pps_last_error: Option<String>,
@@ -156,7 +172,7 @@ pub struct GpsFeed {
     pub config: GpsConfig,
     /// Floor for the decoder's date checks.
     pub floor: WallTime,
-    pub gate_open: watch::Receiver<bool>,
+    pub gate: watch::Receiver<GateWord>,
     pub inputs: mpsc::Sender<Input>,
     pub state: SharedFeedState,
 }
@@ -169,7 +185,9 @@ impl GpsFeed {
             &self.config.sock_refclock,
             TimevalLayout::native(),
         ));
-        gate.set_open(*self.gate_open.borrow());
+        gate.set_open(self.gate.borrow().open);
+        // Epochs handed to the engine, to match against its judgements.
+        let mut sent: u64 = self.gate.borrow().judged;
         let mut pps: Option<PpsStream> = None;
         let mut pps_retry = tokio::time::interval(PPS_RETRY);
         // A decoder closes an epoch when the next second's sentences begin,
@@ -177,12 +195,6 @@ impl GpsFeed {
         let mut last_edges: VecDeque<PpsEdge> = VecDeque::with_capacity(EDGES_KEPT);
         loop {
             tokio::select! {
-                changed = self.gate_open.changed() => {
-                    if changed.is_err() {
-                        return Ok(());
-                    }
-                    gate.set_open(*self.gate_open.borrow_and_update());
-                }
                 _ = pps_retry.tick(), if pps.is_none() && self.config.pps != PpsKind::None => {
                     pps = self.open_pps();
                 }
@@ -222,20 +234,52 @@ impl GpsFeed {
                         continue;
                     }
                     for epoch in epochs {
+                        // The engine judges the epoch first; the gate then
+                        // passes it or not on that judgement.
+                        if self.inputs.send(Input::GpsEpoch(epoch.clone())).await.is_err() {
+                            return Ok(());
+                        }
+                        sent = sent.saturating_add(1);
+                        let judged = tokio::time::timeout(
+                            JUDGEMENT_TIMEOUT,
+                            async {
+                                // The guard must not live across an await.
+                                self.gate.wait_for(|w| w.judged >= sent).await.map(|w| w.open)
+                            },
+                        )
+                        .await;
+                        let open = match judged {
+                            Ok(Ok(open)) => Some(open),
+                            // The daemon is gone.
+                            Ok(Err(_)) => return Ok(()),
+                            Err(_) => None,
+                        };
                         let edge = edge_of(&last_edges, &epoch);
-                        let outcome = gate.offer(&epoch, edge).await;
+                        let outcome = match open {
+                            Some(open) => {
+                                gate.set_open(open);
+                                Some(gate.offer(&epoch, edge).await)
+                            }
+                            None => {
+                                // Not judged in time: withheld, as if closed.
+                                tracing::warn!(
+                                    "the engine did not judge an NMEA epoch within {} ms; not sent to chrony",
+                                    JUDGEMENT_TIMEOUT.as_millis()
+                                );
+                                None
+                            }
+                        };
                         let stats = gate.stats();
                         update(&self.state, |s| {
                             s.epochs = s.epochs.saturating_add(1);
                             s.samples_sent = stats.sent;
-                            s.samples_withheld = stats.withheld();
-                            if let Err(e) = &outcome {
-                                s.last_error = Some(e.to_string());
+                            match &outcome {
+                                Some(Err(e)) => s.last_error = Some(e.to_string()),
+                                None => s.unjudged = s.unjudged.saturating_add(1),
+                                Some(Ok(_)) => {}
                             }
+                            s.samples_withheld = stats.withheld().saturating_add(s.unjudged);
                         });
-                        if self.inputs.send(Input::GpsEpoch(epoch)).await.is_err() {
-                            return Ok(());
-                        }
                     }
                 }
             }

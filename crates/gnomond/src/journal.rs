@@ -17,7 +17,8 @@
 //! same journald. Each field is then sent exactly once, with the names the
 //! catalog and operators filter on: MESSAGE, MESSAGE_ID, PRIORITY,
 //! SYSLOG_IDENTIFIER, GNOMON_ALERT, GNOMON_PHASE, GNOMON_STATE,
-//! GNOMON_SUBJECT (when there is one), GNOMON_ACTIVE_FOR_S and
+//! GNOMON_SUBJECT (when there is one), GNOMON_ACTIVE_FOR_S, GNOMON_RESOLUTION
+//! (a resolution: what is true now) and
 //! GNOMON_<KEY> per evidence pair.
 //!
 //! The tracing layer's field prefix is `GNOMON` instead of its default
@@ -333,12 +334,16 @@ pub fn alert_message(event: &AlertEvent) -> String {
             "{message} (active for {})",
             human_duration(event.active_for)
         ),
-        AlertPhase::Resolved => {
-            format!(
+        AlertPhase::Resolved => match &event.resolution {
+            Some(now) => format!(
+                "resolved after {}: {now} (was: {message})",
+                human_duration(event.active_for)
+            ),
+            None => format!(
                 "resolved after {}: {message}",
                 human_duration(event.active_for)
-            )
-        }
+            ),
+        },
     }
 }
 
@@ -361,6 +366,9 @@ pub fn alert_fields(event: &AlertEvent, state: EngineState) -> Vec<(String, Stri
         "GNOMON_ACTIVE_FOR_S".into(),
         event.active_for.as_secs().to_string(),
     ));
+    if let Some(now) = &event.resolution {
+        fields.push(("GNOMON_RESOLUTION".into(), now.clone()));
+    }
     let fixed = fields.len();
     for (key, value) in &alert.evidence {
         let name = evidence_field_name(key);
@@ -536,6 +544,7 @@ mod tests {
             phase,
             alert,
             active_for: Duration::from_secs(secs),
+            resolution: None,
         }
     }
 
@@ -585,7 +594,10 @@ mod tests {
     #[test]
     fn resolution_is_notice_and_says_how_long() {
         let a = Alert::new(AlertKind::FallbackUnreachable, "fallback silent").about("192.0.2.1");
-        let f = alert_fields(&event(AlertPhase::Resolved, a, 300), EngineState::Primary);
+        let f = alert_fields(
+            &event(AlertPhase::Resolved, a.clone(), 300),
+            EngineState::Primary,
+        );
         assert_eq!(value(&f, "PRIORITY"), Some("5"));
         assert_eq!(value(&f, "GNOMON_PHASE"), Some("resolved"));
         assert_eq!(value(&f, "GNOMON_SUBJECT"), Some("192.0.2.1"));
@@ -593,6 +605,18 @@ mod tests {
         assert_eq!(
             value(&f, "MESSAGE"),
             Some("resolved after 5m: fallback silent")
+        );
+        // What is true now leads; the alert's last words follow.
+        let mut ev = event(AlertPhase::Resolved, a, 300);
+        ev.resolution = Some("fallback 192.0.2.1 answers again".into());
+        let f = alert_fields(&ev, EngineState::Primary);
+        assert_eq!(
+            value(&f, "MESSAGE"),
+            Some("resolved after 5m: fallback 192.0.2.1 answers again (was: fallback silent)")
+        );
+        assert_eq!(
+            value(&f, "GNOMON_RESOLUTION"),
+            Some("fallback 192.0.2.1 answers again")
         );
     }
 

@@ -81,6 +81,8 @@ fn the_examples_reproduce_the_incident_topology() {
     };
     assert_eq!(servers(&gps1), TORIX);
     assert_eq!(peers(&gps1), ["192.168.1.11", "192.168.1.12"]);
+    // srv1 and srv2 follow gps1: never counted when the GPS is cross-checked.
+    assert!(gps1.fallback.peers.iter().all(|p| p.follows_this_host));
     for (name, peer) in [("srv1", "192.168.1.12"), ("srv2", "192.168.1.11")] {
         let c = load(&deploy().join(format!("gnomon/{name}.toml")));
         assert_eq!(c.role, Role::Client, "{name}");

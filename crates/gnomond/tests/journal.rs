@@ -74,6 +74,7 @@ fn event(phase: AlertPhase, alert: &Alert, secs: u64) -> AlertEvent {
         phase,
         alert: alert.clone(),
         active_for: Duration::from_secs(secs),
+        resolution: None,
     }
 }
 

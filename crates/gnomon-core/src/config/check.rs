@@ -110,6 +110,29 @@ fn check_role(config: &Config, out: &mut Vec<ConfigProblem>) {
             "no [[fallback.servers]] or [[fallback.peers]]: when the primary fails, \
              gnomon can only alert, never fall back",
         ));
+    } else {
+        let independent = config
+            .fallback
+            .servers
+            .iter()
+            .chain(&config.fallback.peers)
+            .filter(|s| !s.follows_this_host)
+            .count();
+        if independent < crate::engine::MIN_INDEPENDENT {
+            let what = match config.role {
+                Role::Gps => "the GPS",
+                Role::Client => "the primary",
+            };
+            out.push(ConfigProblem::warning(
+                "fallback",
+                format!(
+                    "{independent} fallback(s) that do not follow this host: {what} cannot be \
+                     cross-checked ({} independent sources needed), so a wrong time it serves \
+                     would be followed; add IP-literal public servers",
+                    crate::engine::MIN_INDEPENDENT
+                ),
+            ));
+        }
     }
 }
 
@@ -384,6 +407,7 @@ fn check_thresholds(t: &Thresholds, out: &mut Vec<ConfigProblem>) {
         ("nmea-timeout", t.nmea_timeout),
         ("gps-settle", t.gps_settle),
         ("max-gps-disagreement", t.max_gps_disagreement),
+        ("max-primary-disagreement", t.max_primary_disagreement),
         ("max-distance", t.max_distance),
         ("fallback-unreachable-after", t.fallback_unreachable_after),
         ("step-threshold", t.step_threshold),

@@ -137,6 +137,12 @@ pub struct NtpServerConfig {
     pub key: Option<u32>,
     #[serde(default = "default_true")]
     pub iburst: bool,
+    /// This source takes its time from this host (one of its clients, e.g.
+    /// a LAN server peering back with the GPS host): never counted as an
+    /// independent source in a cross-check. Sources whose packets name
+    /// this host as their reference are left out without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub follows_this_host: bool,
 }
 
 impl NtpServerConfig {
@@ -149,6 +155,7 @@ impl NtpServerConfig {
             maxpoll: None,
             key: None,
             iburst: true,
+            follows_this_host: false,
         }
     }
 
@@ -290,6 +297,11 @@ pub struct Thresholds {
     /// |GPS offset − independent sources' offset| above this → GPS insane.
     #[serde(default = "default_max_gps_disagreement", with = "duration::human")]
     pub max_gps_disagreement: Duration,
+    /// |primary's offset − the median offset of the independent fallbacks|
+    /// above this → the primary is not trusted (a `client` host's
+    /// cross-check; at least two independent fallbacks must answer).
+    #[serde(default = "default_max_primary_disagreement", with = "duration::human")]
+    pub max_primary_disagreement: Duration,
     #[serde(default = "default_max_primary_stratum")]
     pub max_primary_stratum: u8,
     /// A source whose error bound (root distance) exceeds this is not healthy.
@@ -328,6 +340,7 @@ impl Default for Thresholds {
             nmea_window: default_nmea_window(),
             gps_settle: default_gps_settle(),
             max_gps_disagreement: default_max_gps_disagreement(),
+            max_primary_disagreement: default_max_primary_disagreement(),
             max_primary_stratum: default_max_primary_stratum(),
             max_distance: default_max_distance(),
             fallback_unreachable_after: default_fallback_unreachable_after(),
@@ -440,6 +453,15 @@ fn default_gps_settle() -> Duration {
 }
 fn default_max_gps_disagreement() -> Duration {
     Duration::from_millis(500)
+}
+/// A LAN Stratum 1 is within a millisecond of true time, and public
+/// servers measured over a home uplink within some tens of milliseconds
+/// (asymmetric routes, a loaded uplink's queues); a server a whole second
+/// or a wrong step away is far outside both. 100 ms leaves the noisy
+/// measurement its room and still catches a primary long before its error
+/// breaks TOTP (30 s windows) or Kerberos (5 min).
+fn default_max_primary_disagreement() -> Duration {
+    Duration::from_millis(100)
 }
 fn default_max_primary_stratum() -> u8 {
     4
@@ -633,9 +655,16 @@ impl Config {
                     NtpServerConfig::new("203.0.113.2"),
                     NtpServerConfig::new("203.0.113.3"),
                 ],
+                // LAN servers that take their time from this host.
                 peers: vec![
-                    NtpServerConfig::new("192.0.2.11"),
-                    NtpServerConfig::new("192.0.2.12"),
+                    NtpServerConfig {
+                        follows_this_host: true,
+                        ..NtpServerConfig::new("192.0.2.11")
+                    },
+                    NtpServerConfig {
+                        follows_this_host: true,
+                        ..NtpServerConfig::new("192.0.2.12")
+                    },
                 ],
             },
             thresholds: Thresholds::default(),

@@ -31,6 +31,7 @@ address = "ntp.example.org"
 
 [[fallback.peers]]
 address = "2001:db8::12"
+follows-this-host = true
 
 [thresholds]
 grace = "90s"
@@ -46,6 +47,7 @@ pps-interval-tolerance = "50ms"
 nmea-window = "800ms"
 gps-settle = "1m30s"
 max-gps-disagreement = 0.25
+max-primary-disagreement = "50ms"
 max-primary-stratum = 3
 max-distance = "1.5s"
 fallback-unreachable-after = "20m"
@@ -129,6 +131,7 @@ fn full_example_parses_every_key() {
             maxpoll: Some(8),
             key: Some(7),
             iburst: false,
+            follows_this_host: false,
         }
     );
     assert_eq!(
@@ -137,7 +140,10 @@ fn full_example_parses_every_key() {
     );
     assert_eq!(
         config.fallback.peers,
-        vec![NtpServerConfig::new("2001:db8::12")]
+        vec![NtpServerConfig {
+            follows_this_host: true,
+            ..NtpServerConfig::new("2001:db8::12")
+        }]
     );
     assert_eq!(
         config.thresholds,
@@ -155,6 +161,7 @@ fn full_example_parses_every_key() {
             nmea_window: ms(800),
             gps_settle: ms(90_000),
             max_gps_disagreement: ms(250),
+            max_primary_disagreement: ms(50),
             max_primary_stratum: 3,
             max_distance: ms(1500),
             fallback_unreachable_after: ms(1_200_000),
@@ -440,8 +447,31 @@ fn hostname_fallback_is_refused_unless_allowed() {
 }
 
 #[test]
+fn too_few_independent_fallbacks_is_said() {
+    let mut config = Config::example_client();
+    assert!(config.check().is_empty(), "{:?}", config.check());
+    config.fallback.servers.truncate(1);
+    config.fallback.peers = vec![NtpServerConfig {
+        follows_this_host: true,
+        ..NtpServerConfig::new("192.0.2.12")
+    }];
+    let problems = config.check();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "fallback");
+    assert_eq!(problems[0].severity, Severity::Warning);
+    assert!(
+        problems[0].message.contains("cannot be cross-checked"),
+        "{}",
+        problems[0].message
+    );
+    // The example GPS host: its LAN peers follow it, three public servers
+    // remain independent.
+    assert!(Config::example_gps().check().is_empty());
+}
+
+#[test]
 fn load_returns_warnings_and_refuses_errors() {
-    let text = "role = \"client\"\nallow-dns-fallbacks = true\n[[primary.servers]]\naddress = \"192.0.2.10\"\n[[fallback.servers]]\naddress = \"ntp.example.org\"\n";
+    let text = "role = \"client\"\nallow-dns-fallbacks = true\n[[primary.servers]]\naddress = \"192.0.2.10\"\n[[fallback.servers]]\naddress = \"ntp.example.org\"\n[[fallback.servers]]\naddress = \"203.0.113.9\"\n";
     let (config, warnings) = Config::load(text).unwrap();
     assert!(config.allow_dns_fallbacks);
     assert_eq!(warnings.len(), 1);

@@ -431,6 +431,9 @@ fn no_fix_detail(e: &GpsEpoch) -> String {
     if e.gga_quality == Some(0) {
         parts.push("GGA quality 0".to_owned());
     }
+    if e.sats_used == Some(0) {
+        parts.push("0 satellites used".to_owned());
+    }
     if e.fix < FixMode::Fix2D {
         parts.push("fix mode none".to_owned());
     }

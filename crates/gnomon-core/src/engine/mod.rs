@@ -11,20 +11,24 @@ mod gps_watch;
 mod status;
 #[cfg(test)]
 mod tests;
+mod trust;
+#[cfg(test)]
+mod trust_tests;
 mod types;
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 pub use gps_watch::{GpsFault, GpsInsanity, GpsObservation, GpsVerdict};
 pub use status::{ChronyStatus, ClockStatus, FallbackStatus, GpsStatus, PrimaryStatus, Status};
+pub use trust::{CheckedSource, CrossCheck, Disagreement, MIN_INDEPENDENT};
 pub use types::{
     Action, Decision, DecisionKind, EngineState, FallbackMode, FreezeRecord, Input,
     OperatorCommand, PersistedState,
 };
 
 use crate::{
-    alert::{Alert, AlertBook, AlertKind},
-    chrony::{ChronySnapshot, ChronySourceMode, SelectionState, SourceReport},
+    alert::{Alert, AlertBook, AlertKey, AlertKind},
+    chrony::{ChronySnapshot, ChronySourceId, SelectionState, SourceReport},
     config::{Config, NtpServerConfig, PpsKind, Role, Thresholds},
     source::{
         plan_disagreement, AssociationKind, FallbackTier, NtpSource, PlannedSource, SourceAddress,
@@ -34,6 +38,7 @@ use crate::{
 };
 use budget::ChangeBudget;
 use gps_watch::GpsWatch;
+use trust::Candidate;
 
 /// A failed apply is retried this often (and an unanswered one re-sent).
 pub const APPLY_RETRY: Duration = Duration::from_secs(5);
@@ -59,6 +64,23 @@ struct PrimaryHealth {
     /// `None` when it cannot be judged (a client without word from chrony).
     healthy: Option<bool>,
     detail: String,
+    /// It answers but the independent sources say it is wrong (a client's
+    /// primary; the GPS's insanity is in its verdict).
+    lying: Option<Disagreement>,
+    /// Healthy by every other measure, but too few independent sources
+    /// answer to cross-check it: why, in words.
+    unchecked: Option<String>,
+}
+
+impl PrimaryHealth {
+    fn new(healthy: Option<bool>, detail: String) -> Self {
+        PrimaryHealth {
+            healthy,
+            detail,
+            lying: None,
+            unchecked: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,6 +105,8 @@ pub struct Engine {
     floor: TimeFloor,
     primaries: Vec<NtpSource>,
     fallbacks: Vec<(NtpSource, FallbackTier)>,
+    /// Configured as following this host: never independent.
+    followers: Vec<SourceAddress>,
     started: Option<MonoTime>,
 
     // Observations.
@@ -105,10 +129,18 @@ pub struct Engine {
     /// Addresses `fallback_watch` is aligned with.
     fallback_sources_before: Vec<SourceAddress>,
     fallback_now: Vec<FallbackAssessment>,
+    /// The last cross-check of the primary (or the GPS) against the
+    /// independent sources.
+    cross_check: CrossCheck,
+    /// Since when the reference in use could not be cross-checked.
+    unchecked_since: Option<MonoTime>,
 
     // Decisions.
     engaged: bool,
     engage_reason: String,
+    /// The primary disagreed with the independent sources: kept `noselect`
+    /// until it has agreed again for `hold`.
+    distrusted: bool,
     mode: FallbackMode,
     freeze: Option<FreezeRecord>,
     budget: ChangeBudget,
@@ -153,6 +185,7 @@ impl Engine {
             floor,
             primaries: Vec::new(),
             fallbacks: Vec::new(),
+            followers: Vec::new(),
             started: None,
             wall: None,
             snapshot: None,
@@ -160,10 +193,7 @@ impl Engine {
             chrony_error: None,
             chrony_heard: false,
             gps: None,
-            primary: PrimaryHealth {
-                healthy: None,
-                detail: "not assessed yet".to_owned(),
-            },
+            primary: PrimaryHealth::new(None, "not assessed yet".to_owned()),
             primary_healthy_since: None,
             primary_unhealthy_since: None,
             primary_ever_healthy: false,
@@ -172,12 +202,15 @@ impl Engine {
             fallback_watch: Vec::new(),
             fallback_sources_before: Vec::new(),
             fallback_now: Vec::new(),
+            cross_check: CrossCheck::default(),
+            unchecked_since: None,
             engaged: restored.fallbacks_engaged,
             engage_reason: if restored.fallbacks_engaged {
                 "fallbacks were engaged when gnomond last stopped".to_owned()
             } else {
                 String::new()
             },
+            distrusted: false,
             mode: restored.fallback_mode,
             freeze: restored.freeze,
             budget,
@@ -232,6 +265,15 @@ impl Engine {
         let c = &self.config;
         self.primaries = configured_primaries(c);
         self.fallbacks = configured_fallbacks(c);
+        self.followers = c
+            .primary
+            .servers
+            .iter()
+            .chain(&c.fallback.peers)
+            .chain(&c.fallback.servers)
+            .filter(|s| s.follows_this_host)
+            .map(|s| SourceAddress::parse(&s.address))
+            .collect();
         // Keep what was learnt about fallbacks that are still configured,
         // matched by address: a reload may reorder, add or drop some.
         let previous: Vec<(SourceAddress, FallbackWatch)> = self
@@ -298,7 +340,12 @@ impl Engine {
 
     /// The plan the engine wants chrony to have right now.
     pub fn desired_plan(&self) -> SourcePlan {
-        plan_of(&self.primaries, &self.fallbacks, self.engaged)
+        plan_of(
+            &self.primaries,
+            &self.fallbacks,
+            self.engaged,
+            !self.distrusted,
+        )
     }
 
     /// Handles one input at monotonic time `now` and returns what to do.
@@ -479,6 +526,7 @@ impl Engine {
             }
         }
         if self.freeze.is_none() {
+            self.decide_distrust(now, t, out);
             self.decide_engagement(now, t, out);
             self.drive_gate(now, out);
             self.drive_plan(now, t, out);
@@ -490,7 +538,19 @@ impl Engine {
             self.clock_offset_seen = Some((now, off));
         }
         let holding = self.holding_alerts(now, t, wall);
-        for ev in self.alerts.reconcile(now, holding, t.realert_interval) {
+        let holding_keys: Vec<AlertKey> = holding.iter().map(Alert::key).collect();
+        let resolutions: BTreeMap<AlertKey, String> = self
+            .alerts
+            .active_keys()
+            .filter(|k| !holding_keys.contains(k))
+            .map(|k| (k.clone(), self.resolution_text(now, t, wall, k)))
+            .collect();
+        for ev in self
+            .alerts
+            .reconcile(now, holding, t.realert_interval, |k| {
+                resolutions.get(k).cloned()
+            })
+        {
             out.push(Action::Alert(ev));
         }
         self.publish(now, out);
@@ -563,7 +623,20 @@ impl Engine {
     fn assess_primary(&mut self, now: MonoTime, t: &Thresholds, floor: WallTime) {
         let health = match self.config.role {
             Role::Gps => {
-                let independent = self.fresh_snapshot(now, t).and_then(independent_offset);
+                let check = self.fresh_snapshot(now, t).map(|snap| {
+                    let check = trust::cross_check(self.candidates(false), snap, &[], |r| {
+                        source_problem(r, Some(snap.taken_wall), floor, t)
+                    });
+                    // chrony measures its sources against its own clock,
+                    // which is ahead of the system clock by the correction
+                    // it has yet to make; the GPS offset is against the
+                    // system clock.
+                    let independent = check
+                        .judging_median()
+                        .map(|m| (m + snap.tracking.system_offset, check.counted()));
+                    (check, independent)
+                });
+                let (check, independent) = check.unwrap_or_default();
                 let verdict = self
                     .gps
                     .as_ref()
@@ -585,28 +658,47 @@ impl Engine {
                     ),
                     _ => gps_detail(&verdict, self.gps.as_ref().map(|g| g.observation(now))),
                 };
+                let unchecked = verdict.healthy().then(|| check.too_few()).flatten();
                 self.gps_verdict = verdict;
+                self.cross_check = check;
                 PrimaryHealth {
-                    healthy: Some(settled),
-                    detail,
+                    unchecked,
+                    ..PrimaryHealth::new(Some(settled), detail)
                 }
             }
             Role::Client => match self.fresh_snapshot(now, t) {
-                Some(snap) => judge_client_primary(&self.primaries, snap, floor, t),
+                Some(snap) => {
+                    let (health, check) = judge_client_primary(
+                        &self.primaries,
+                        self.candidates(false),
+                        snap,
+                        floor,
+                        t,
+                    );
+                    self.cross_check = check;
+                    health
+                }
                 // A snapshot dropped because the clock was just stepped is
                 // a gap, not news: the last judgement stands until the next.
                 None if self.in_snapshot_gap(now, t) && self.primary.healthy.is_some() => {
                     self.primary.clone()
                 }
-                None => PrimaryHealth {
-                    healthy: None,
-                    detail: match &self.chrony_error {
+                None => PrimaryHealth::new(
+                    None,
+                    match &self.chrony_error {
                         Some(e) => format!("cannot judge: chrony unreachable ({e})"),
                         None => "cannot judge: no recent word from chrony".to_owned(),
                     },
-                },
+                ),
             },
         };
+        match (&health.unchecked, health.healthy) {
+            (Some(_), Some(true)) => {
+                self.unchecked_since.get_or_insert(now);
+            }
+            (Some(_), _) => {}
+            (None, _) => self.unchecked_since = None,
+        }
         match health.healthy {
             Some(true) => {
                 self.primary_healthy_since.get_or_insert(now);
@@ -651,7 +743,12 @@ impl Engine {
         }
         let mut deferred = false;
         if !self.engaged {
-            if let Some(since) = self.primary_unhealthy_since {
+            if let Some(why) = self.reference_lying() {
+                // A reference that answers with a wrong time is not coming
+                // back on its own: the grace is for a missing one.
+                self.budget.record(now);
+                self.set_engaged(now, true, format!("primary not trusted: {why}"), out);
+            } else if let Some(since) = self.primary_unhealthy_since {
                 let bad_for = now.since(since);
                 // Engaging is the safety action: the change bound never
                 // holds it back (releases keep room for it instead).
@@ -779,9 +876,12 @@ impl Engine {
         match tr.ref_address {
             Some(ip) => {
                 let addr = SourceAddress::Ip(ip);
-                let planned = self.primaries.iter().any(|s| s.address == addr)
-                    || self.fallbacks.iter().any(|(s, _)| s.address == addr);
-                planned.then(|| ip.to_string())
+                let primary = self.primaries.iter().any(|s| s.address == addr);
+                let planned = primary || self.fallbacks.iter().any(|(s, _)| s.address == addr);
+                // A primary that disagrees with the independent sources is
+                // not trusted, whatever chrony selects.
+                let distrusted = primary && (self.distrusted || self.primary.lying.is_some());
+                (planned && !distrusted).then(|| ip.to_string())
             }
             None if self.config.role == Role::Gps && self.gate_open => Some(tr.ref_id_text()),
             None => None,
@@ -802,6 +902,11 @@ impl Engine {
         let Some(reference) = self.trusted_reference(snap) else {
             return;
         };
+        // The step follows chrony's reference: never one the independent
+        // sources contradict, and always saying what it relies on.
+        let Some(basis) = self.step_basis(snap, &reference, floor, t) else {
+            return;
+        };
         let correction = snap.tracking.system_offset;
         let corrected = snap.taken_wall.offset_by(correction);
         let before_floor = wall.is_some_and(|w| w < floor);
@@ -817,13 +922,53 @@ impl Engine {
         self.last_step = Some(now);
         let reason = if before_floor {
             format!(
-                "clock before the time floor; {reference} says it is {correction} off (true time about {corrected})"
+                "clock before the time floor; {reference} says it is {correction} off (true time about {corrected}); {basis}"
             )
         } else {
-            format!("chrony's remaining correction {correction} exceeds the step threshold; reference {reference}")
+            format!("chrony's remaining correction {correction} exceeds the step threshold; reference {reference}; {basis}")
         };
         self.record(now, DecisionKind::StepClock, reason.clone(), out);
         out.push(Action::StepClock { reason });
+    }
+
+    /// What a step towards chrony's `reference` relies on, in words, or
+    /// `None` when the independent sources contradict the reference.
+    fn step_basis(
+        &self,
+        snap: &ChronySnapshot,
+        reference: &str,
+        floor: WallTime,
+        t: &Thresholds,
+    ) -> Option<String> {
+        let Some(ip) = snap.tracking.ref_address else {
+            // The GPS: the gate is open only while its verdict is healthy,
+            // which includes the cross-check.
+            return Some(match self.cross_check.too_few() {
+                Some(why) => format!("relies on the GPS alone: {why}"),
+                None => format!(
+                    "relies on the GPS, which agrees with {}",
+                    self.cross_check.counted_names()
+                ),
+            });
+        };
+        let report = snap.source(&SourceAddress::Ip(ip))?;
+        let check = trust::cross_check(self.candidates(true), snap, &[ip], |r| {
+            source_problem(r, Some(snap.taken_wall), floor, t)
+        });
+        let offset = report.offset?;
+        if trust::disagreement(reference, offset, &check, t.max_primary_disagreement).is_some() {
+            return None;
+        }
+        Some(match check.judging_median() {
+            Some(m) => format!(
+                "relies on {reference}, which agrees with {} (median {m})",
+                check.counted_names()
+            ),
+            None => format!(
+                "relies on {reference} alone: {}",
+                check.too_few().unwrap_or_default()
+            ),
+        })
     }
 
     fn track_floor(
@@ -868,6 +1013,57 @@ impl Engine {
     /// raised is not called insane.
     fn judging_floor(&self) -> WallTime {
         self.floor.value().minus(FLOOR_MARGIN)
+    }
+
+    /// The sources a cross-check may count: the fallbacks, and the
+    /// primaries too when `with_primaries` (checking a fallback).
+    fn candidates(&self, with_primaries: bool) -> Vec<Candidate<'_>> {
+        let primaries = self.primaries.iter().filter(|_| with_primaries);
+        primaries
+            .chain(self.fallbacks.iter().map(|(s, _)| s))
+            .map(|s| Candidate {
+                address: &s.address,
+                follows_this_host: self.followers.contains(&s.address),
+            })
+            .collect()
+    }
+
+    /// Why the reference must not lead the clock now although it answers:
+    /// the GPS is insane, or the primary disagrees with the independent
+    /// sources. Such a reference gets no grace.
+    fn reference_lying(&self) -> Option<String> {
+        match self.config.role {
+            Role::Gps => self.gps_verdict.insanity.as_ref().map(ToString::to_string),
+            Role::Client => self.primary.lying.as_ref().map(ToString::to_string),
+        }
+    }
+
+    /// A primary that disagreed is kept `noselect` until it has agreed for
+    /// `hold`; a decision, so not taken under a freeze.
+    fn decide_distrust(&mut self, now: MonoTime, t: &Thresholds, out: &mut Vec<Action>) {
+        if self.config.role != Role::Client {
+            return;
+        }
+        if let Some(d) = &self.primary.lying {
+            if !self.distrusted {
+                let reason = format!("primary kept out of selection: {d}");
+                self.record(now, DecisionKind::DistrustPrimary, reason, out);
+                self.distrusted = true;
+            }
+        } else if self.distrusted {
+            let agreed_for = self
+                .primary_healthy_since
+                .map_or(Duration::ZERO, |s| now.since(s));
+            if agreed_for >= t.hold {
+                let reason = format!(
+                    "primary agrees with the independent sources again for {} (hold {}): selectable again",
+                    human_duration(agreed_for),
+                    human_duration(t.hold)
+                );
+                self.record(now, DecisionKind::TrustPrimary, reason, out);
+                self.distrusted = false;
+            }
+        }
     }
 
     fn any_fallback_usable(&self) -> bool {
@@ -1034,8 +1230,53 @@ impl Engine {
             }
             v.push(a);
         }
+        if let Some(d) = &self.primary.lying {
+            v.push(
+                Alert::new(
+                    AlertKind::PrimaryDisagrees,
+                    format!(
+                        "{d}; kept out of selection, fallbacks {}",
+                        if self.engaged {
+                            "engaged"
+                        } else {
+                            "not engaged (frozen or forced)"
+                        }
+                    ),
+                )
+                .about(d.reference.clone())
+                .with("primary_offset", d.reference_offset)
+                .with("independent_offset", d.independent_offset)
+                .with(
+                    "sources",
+                    d.sources
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+            );
+        }
+        if let (Some(why), Some(since)) = (&self.primary.unchecked, self.unchecked_since) {
+            if now.since(since) >= t.fallback_unreachable_after {
+                let what = match self.config.role {
+                    Role::Gps => "the GPS",
+                    Role::Client => "the primary",
+                };
+                v.push(
+                    Alert::new(
+                        AlertKind::CrossCheckUnavailable,
+                        format!(
+                            "{what} is in use but cannot be cross-checked for {}: {why}; a wrong time it serves would not be caught",
+                            human_duration(now.since(since))
+                        ),
+                    )
+                    .with("independent", self.cross_check.counted()),
+                );
+            }
+        }
         if self.state != EngineState::Starting
             && self.primary.healthy == Some(false)
+            && self.primary.lying.is_none()
             && self.gps_verdict.insanity.is_none()
             && (self.config.role == Role::Client || !self.gps_verdict.healthy())
         {
@@ -1127,6 +1368,105 @@ impl Engine {
             ));
         }
         v
+    }
+
+    /// What is true now of an alert's subject that no longer holds: the
+    /// words of its resolution.
+    fn resolution_text(
+        &self,
+        now: MonoTime,
+        t: &Thresholds,
+        wall: Option<WallTime>,
+        key: &AlertKey,
+    ) -> String {
+        let subject = key.subject.as_deref().unwrap_or("");
+        match key.kind {
+            AlertKind::NoUsableReference => {
+                format!("a usable reference again: {}", self.compute_state(now, t).1)
+            }
+            AlertKind::ClockBeforeFloor => match wall {
+                Some(w) => format!(
+                    "system clock {w} is after the time floor {} again",
+                    self.floor.value()
+                ),
+                None => "the system clock is not read yet".to_owned(),
+            },
+            AlertKind::ClockFarOff => match self.trusted_clock_offset(now, t) {
+                Some(off) => format!(
+                    "system clock within {} of its trusted sources again (offset {off})",
+                    human_duration(CLOCK_FAR_OFF)
+                ),
+                None => "no trusted source measures the clock now".to_owned(),
+            },
+            AlertKind::GpsInsane => {
+                format!("GPS time no longer contradicted: {}", self.primary.detail)
+            }
+            AlertKind::PrimaryUnusable => format!("primary: {}", self.primary.detail),
+            AlertKind::PrimaryDisagrees => match self.cross_check.judging_median() {
+                Some(m) => format!(
+                    "{subject} no longer disagrees with the independent sources (median {m}): {}",
+                    self.primary.detail
+                ),
+                None => format!(
+                    "{subject} can no longer be judged against the independent sources: {}",
+                    self.cross_check.too_few().unwrap_or_default()
+                ),
+            },
+            AlertKind::CrossCheckUnavailable => match self.cross_check.too_few() {
+                None => format!(
+                    "{} independent sources answer again ({})",
+                    self.cross_check.counted(),
+                    self.cross_check.counted_names()
+                ),
+                Some(_) => format!("the reference is no longer in use: {}", self.primary.detail),
+            },
+            AlertKind::FallbackEngaged => format!(
+                "fallbacks back on standby (noselect): {}",
+                self.primary.detail
+            ),
+            AlertKind::FallbackUnreachable => {
+                let now_state = self
+                    .fallbacks
+                    .iter()
+                    .zip(&self.fallback_now)
+                    .find(|((s, _), _)| s.address.to_string() == subject);
+                match now_state {
+                    Some((_, a)) if a.answering => match a.offset {
+                        Some(off) => format!("fallback {subject} answers again (offset {off})"),
+                        None => format!("fallback {subject} answers again"),
+                    },
+                    Some(_) => {
+                        format!("fallback {subject} is not watched now (no word from chrony)")
+                    }
+                    None => format!("fallback {subject} is no longer configured"),
+                }
+            }
+            AlertKind::ChronyUnreachable => "chrony's command socket answers again".to_owned(),
+            AlertKind::PlanNotApplied => "chrony has gnomon's sources as planned".to_owned(),
+            AlertKind::StateNotSaved => "gnomon's state is saved again".to_owned(),
+            AlertKind::Frozen => "thawed: gnomon decides again".to_owned(),
+            AlertKind::ChangeBudgetExhausted => {
+                "the change bound no longer holds a release back".to_owned()
+            }
+            AlertKind::CertificateNotYetValid
+            | AlertKind::CertificateExpired
+            | AlertKind::CertificateExpiring
+            | AlertKind::CertificateUnreadable
+            | AlertKind::CertificateRenewed => {
+                let state = wall.and_then(|w| {
+                    let trusted = self.trusted_time(now, t);
+                    self.certs
+                        .statuses(w, trusted.as_ref(), self.config.certs.warn_before)
+                        .into_iter()
+                        .find(|c| c.path == subject)
+                        .map(|c| c.state)
+                });
+                match state {
+                    Some(st) => format!("certificate {subject} is {}", st.name()),
+                    None => format!("certificate {subject} is no longer watched"),
+                }
+            }
+        }
     }
 
     /// The best estimate of true time gnomon has, as a correction to the
@@ -1251,6 +1591,8 @@ impl Engine {
                 healthy: self.primary.healthy,
                 detail: self.primary.detail.clone(),
                 for_,
+                distrusted: self.distrusted,
+                unchecked: self.primary.unchecked.clone(),
             },
             gps: self.gps.as_ref().map(|g| GpsStatus {
                 verdict: self.gps_verdict.clone(),
@@ -1296,6 +1638,7 @@ impl Engine {
                     silent_for: a.silent_for,
                 })
                 .collect(),
+            cross_check: self.cross_check.clone(),
             changes_last_hour: self.budget.clone().used(now),
             max_changes_per_hour: t.max_changes_per_hour,
             alerts: self.alerts.active().cloned().collect(),
@@ -1319,8 +1662,9 @@ impl Engine {
             .map(|a| format!("{}:{}", a.kind, a.subject.as_deref().unwrap_or("")))
             .collect();
         let headline = format!(
-            "{}|{}|{}|{:?}|{}|{}",
+            "{}|{}|{}|{}|{:?}|{}|{}",
             self.state,
+            self.distrusted,
             self.engaged,
             self.gate_open,
             self.primary.healthy,
@@ -1353,6 +1697,9 @@ impl Engine {
             next.extend(g.jump_expiry(t.hold));
         }
         next.extend(self.alerts.next_repeat(t.realert_interval));
+        if let Some(since) = self.unchecked_since {
+            next.push(since.plus(t.fallback_unreachable_after));
+        }
         for fb in &self.fallback_now {
             if let Some(silent) = fb.silent_for {
                 if silent < t.fallback_unreachable_after {
@@ -1382,6 +1729,7 @@ pub fn failsafe_plan(config: &Config) -> SourcePlan {
         &configured_primaries(config),
         &configured_fallbacks(config),
         true,
+        true,
     )
 }
 
@@ -1389,13 +1737,14 @@ fn plan_of(
     primaries: &[NtpSource],
     fallbacks: &[(NtpSource, FallbackTier)],
     engaged: bool,
+    primaries_selectable: bool,
 ) -> SourcePlan {
     let mut sources: Vec<PlannedSource> = primaries
         .iter()
         .map(|s| PlannedSource {
             source: s.clone(),
             role: SourceRole::Primary,
-            selectable: true,
+            selectable: primaries_selectable,
         })
         .collect();
     sources.extend(fallbacks.iter().map(|(s, tier)| PlannedSource {
@@ -1490,13 +1839,30 @@ fn source_problem(
     None
 }
 
-fn judge_client_primary(
+/// Judges a client's primaries: the first that answers well and agrees
+/// with the independent fallbacks is healthy. Returns the cross-check too.
+fn judge_client_primary<'a>(
     primaries: &[NtpSource],
+    candidates: impl IntoIterator<Item = Candidate<'a>>,
     snap: &ChronySnapshot,
     floor: WallTime,
     t: &Thresholds,
-) -> PrimaryHealth {
+) -> (PrimaryHealth, CrossCheck) {
+    // The primaries' addresses as chrony has them (a hostname resolved):
+    // a fallback that takes its time from one of them is not independent.
+    let under_check: Vec<std::net::IpAddr> = primaries
+        .iter()
+        .filter_map(|p| snap.source(&p.address))
+        .filter_map(|r| match r.id {
+            ChronySourceId::Address(ip) => Some(ip),
+            ChronySourceId::Refclock(_) => None,
+        })
+        .collect();
+    let check = trust::cross_check(candidates, snap, &under_check, |r| {
+        source_problem(r, Some(snap.taken_wall), floor, t)
+    });
     let mut problems = Vec::new();
+    let mut lying = None;
     for p in primaries {
         let Some(r) = snap.source(&p.address) else {
             problems.push(format!("{}: not in chrony's sources", p.address));
@@ -1508,40 +1874,63 @@ fn judge_client_primary(
                     "stratum {} above {}",
                     r.stratum, t.max_primary_stratum
                 ))
-            } else if r.state == SelectionState::Unusable {
+            } else if r.state == SelectionState::Unusable && r.noselect != Some(true) {
+                // `noselect` (gnomon keeps a distrusted primary so) is
+                // reported as unusable however well it answers.
                 Some("unusable to chrony".to_owned())
             } else {
                 None
             }
         });
+        let offset = r.offset.unwrap_or_default();
+        if problem.is_none() {
+            let name = p.address.to_string();
+            if let Some(d) = trust::disagreement(&name, offset, &check, t.max_primary_disagreement)
+            {
+                problems.push(d.to_string());
+                lying.get_or_insert(d);
+                continue;
+            }
+        }
         match problem {
             Some(why) => problems.push(format!("{}: {why}", p.address)),
             None => {
-                return PrimaryHealth {
-                    healthy: Some(true),
-                    detail: format!(
-                        "{} healthy: stratum {}, offset {}{}",
-                        p.address,
-                        r.stratum,
-                        r.offset.unwrap_or_default(),
-                        if r.state == SelectionState::Selected {
-                            ", selected"
-                        } else {
-                            ""
-                        }
-                    ),
-                }
+                let detail = format!(
+                    "{} healthy: stratum {}, offset {}{}{}",
+                    p.address,
+                    r.stratum,
+                    offset,
+                    if r.state == SelectionState::Selected {
+                        ", selected"
+                    } else {
+                        ""
+                    },
+                    match check.judging_median() {
+                        Some(m) => format!(
+                            ", agrees with {} independent sources (median {m})",
+                            check.counted()
+                        ),
+                        None => String::new(),
+                    }
+                );
+                let health = PrimaryHealth {
+                    unchecked: check.too_few(),
+                    ..PrimaryHealth::new(Some(true), detail)
+                };
+                return (health, check);
             }
         }
     }
-    PrimaryHealth {
-        healthy: Some(false),
-        detail: if problems.is_empty() {
-            "no primary server configured".to_owned()
-        } else {
-            problems.join("; ")
-        },
-    }
+    let detail = if problems.is_empty() {
+        "no primary server configured".to_owned()
+    } else {
+        problems.join("; ")
+    };
+    let health = PrimaryHealth {
+        lying,
+        ..PrimaryHealth::new(Some(false), detail)
+    };
+    (health, check)
 }
 
 fn gps_detail(verdict: &GpsVerdict, obs: Option<GpsObservation>) -> String {
@@ -1564,31 +1953,6 @@ fn gps_detail(verdict: &GpsVerdict, obs: Option<GpsObservation>) -> String {
     s
 }
 
-/// Median offset of independent NTP sources (not refclocks) that chrony
-/// measures and does not reject.
-fn independent_offset(snap: &ChronySnapshot) -> Option<(Offset, usize)> {
-    let offsets: Vec<Offset> = snap
-        .sources
-        .iter()
-        .filter(|r| r.mode != ChronySourceMode::Refclock)
-        .filter(|r| r.answering() && r.state != SelectionState::Falseticker && r.stratum < 16)
-        .filter_map(|r| r.offset)
-        .collect();
-    let n = offsets.len();
-    median(offsets).map(|m| (m, n))
-}
-
-fn median(mut v: Vec<Offset>) -> Option<Offset> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_unstable();
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v.get(mid).copied()
-    } else {
-        let a = v.get(mid - 1)?.as_nanos();
-        let b = v.get(mid)?.as_nanos();
-        Some(Offset::from_nanos(a / 2 + b / 2))
-    }
+fn median(v: Vec<Offset>) -> Option<Offset> {
+    trust::median(v)
 }

@@ -10,6 +10,7 @@ use crate::{
     config::Role,
     engine::{
         gps_watch::{GpsObservation, GpsVerdict},
+        trust::CrossCheck,
         types::{EngineState, FallbackMode, FreezeRecord},
     },
     source::{FallbackTier, SourceAddress},
@@ -32,6 +33,10 @@ pub struct Status {
     pub clock: ClockStatus,
     pub chrony: ChronyStatus,
     pub fallbacks: Vec<FallbackStatus>,
+    /// The reference's cross-check: every measured source, counted as
+    /// independent or left out (and why), and their median.
+    #[serde(default)]
+    pub cross_check: CrossCheck,
     pub changes_last_hour: u32,
     pub max_changes_per_hour: u32,
     pub alerts: Vec<Alert>,
@@ -50,6 +55,12 @@ pub struct PrimaryStatus {
     pub detail: String,
     /// How long it has been healthy / unhealthy.
     pub for_: Option<Duration>,
+    /// Kept `noselect`: it disagreed with the independent sources.
+    #[serde(default)]
+    pub distrusted: bool,
+    /// In use, but too few independent sources to cross-check it: why.
+    #[serde(default)]
+    pub unchecked: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -140,6 +140,7 @@ impl DayBehind {
             sources.push(SourceReport {
                 state,
                 noselect: Some(!self.fallbacks_selectable),
+                remote: None,
                 ..report(addr, mode, offset)
             });
         }
@@ -205,6 +206,7 @@ fn report(addr: &str, mode: ChronySourceMode, offset: Option<Offset>) -> SourceR
         offset,
         error: Duration::from_millis(2),
         noselect: Some(false),
+        remote: None,
     }
 }
 
@@ -329,10 +331,15 @@ fn a_certificate_not_yet_valid_by_a_clock_a_day_behind_is_blamed_on_the_clock() 
             }),
         }]
     };
-    b.feed(Input::Certificates(read(
-        TRUE_START.minus(Duration::from_secs(3600)),
-        "a",
-    )));
+    // Read twice a second apart: an alert opens once its condition has
+    // held for a second.
+    for _ in 0..2 {
+        b.feed(Input::Certificates(read(
+            TRUE_START.minus(Duration::from_secs(3600)),
+            "a",
+        )));
+        b.now = b.now.plus(Duration::from_secs(1));
+    }
     let opened: Vec<&AlertEvent> = b
         .alerts
         .iter()
@@ -351,11 +358,12 @@ fn a_certificate_not_yet_valid_by_a_clock_a_day_behind_is_blamed_on_the_clock() 
     assert_eq!(status.state, CertState::NotYetValidByClock);
     assert_eq!(status.clock_error, Some(DAY_BEHIND));
 
-    b.now = b.now.plus(Duration::from_secs(1));
     b.feed(Input::Certificates(read(
         TRUE_START.minus(Duration::from_secs(2 * 86_400)),
         "b",
     )));
+    let after = b.now.as_duration().as_secs() + 2;
+    b.run_until(after);
     let phases = |kind: AlertKind| -> Vec<AlertPhase> {
         b.alerts
             .iter()

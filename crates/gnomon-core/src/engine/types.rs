@@ -193,6 +193,10 @@ pub enum DecisionKind {
     FallbackOverride,
     /// chrony's sources disagree with the plan: applying again.
     Reapply,
+    /// The primary disagrees with the independent sources: `noselect`.
+    DistrustPrimary,
+    /// The primary has agreed again for `hold`: selectable again.
+    TrustPrimary,
 }
 
 impl DecisionKind {
@@ -211,6 +215,8 @@ impl DecisionKind {
             DecisionKind::Thaw => "thaw",
             DecisionKind::FallbackOverride => "fallback-override",
             DecisionKind::Reapply => "reapply",
+            DecisionKind::DistrustPrimary => "distrust-primary",
+            DecisionKind::TrustPrimary => "trust-primary",
         }
     }
 }

@@ -389,6 +389,7 @@ impl World {
                     .map(|(_, e)| e - self.clock_error),
                 error: Duration::from_millis(50),
                 noselect: Some(false),
+                remote: None,
             });
         }
         let offsets: Vec<Offset> = self
@@ -430,6 +431,7 @@ impl World {
                 offset: sample.map(|(_, o, _)| o),
                 error: Duration::from_millis(2),
                 noselect: Some(!m.selectable),
+                remote: None,
             });
         }
         let reference = self.reference_offset();

@@ -13,8 +13,9 @@ use gnomon_core::{
     },
     config::Role,
     engine::{
-        ChronyStatus, ClockStatus, Decision, DecisionKind, EngineState, FallbackMode,
-        FallbackStatus, GpsFault, GpsObservation, GpsStatus, GpsVerdict, PrimaryStatus, Status,
+        CheckedSource, ChronyStatus, ClockStatus, CrossCheck, Decision, DecisionKind, EngineState,
+        FallbackMode, FallbackStatus, GpsFault, GpsObservation, GpsStatus, GpsVerdict,
+        PrimaryStatus, Status,
     },
     gps::{FixMode, GpsEpoch, PpsEdge},
     ipc::{DaemonInfo, GpsReport, PpsReport, SourcesReport, StatusReport},
@@ -127,6 +128,8 @@ pub(crate) fn status() -> Status {
             healthy: Some(false),
             detail: "the receiver has no fix (0 satellites)".into(),
             for_: Some(Duration::from_secs(300)),
+            distrusted: false,
+            unchecked: None,
         },
         gps: Some(gps_status(false)),
         clock: ClockStatus {
@@ -153,6 +156,28 @@ pub(crate) fn status() -> Status {
             ),
             fallback("206.108.0.133", FallbackTier::PublicIpLiteral, false, 0),
         ],
+        cross_check: CrossCheck {
+            sources: vec![
+                CheckedSource {
+                    address: SourceAddress::parse("192.168.1.12"),
+                    offset: Some(Offset::from_nanos(12_000)),
+                    excluded: Some(
+                        "takes its time from this host (its reference is 192.168.1.11)".into(),
+                    ),
+                },
+                CheckedSource {
+                    address: SourceAddress::parse("206.108.0.131"),
+                    offset: Some(Offset::from_nanos(480_000)),
+                    excluded: None,
+                },
+                CheckedSource {
+                    address: SourceAddress::parse("206.108.0.133"),
+                    offset: None,
+                    excluded: Some("not answering (reach 000)".into()),
+                },
+            ],
+            median: Some(Offset::from_nanos(480_000)),
+        },
         changes_last_hour: 1,
         max_changes_per_hour: 6,
         alerts: vec![
@@ -257,6 +282,7 @@ fn source(
         offset: offset_ns.map(Offset::from_nanos),
         error,
         noselect: Some(noselect),
+        remote: None,
     }
 }
 

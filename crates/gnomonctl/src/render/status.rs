@@ -4,7 +4,7 @@
 
 use gnomon_core::{
     alert::Priority,
-    engine::{FallbackMode, FallbackStatus, GpsStatus, Status},
+    engine::{FallbackMode, FallbackStatus, GpsStatus, Status, MIN_INDEPENDENT},
     ipc::StatusReport,
     source::FallbackTier,
     time::human_duration,
@@ -58,6 +58,7 @@ pub(crate) fn render(report: &StatusReport, style: Style) -> String {
         ),
     );
     f.add("Primary", primary_line(s, style));
+    f.add("Cross-check", cross_check_line(s, style));
     if let Some(g) = &s.gps {
         gps_fields(&mut f, g, style);
     }
@@ -70,6 +71,16 @@ pub(crate) fn render(report: &StatusReport, style: Style) -> String {
         out.push_str("No fallbacks configured: gnomon can alert but never fall back.\n");
     } else {
         out.push_str(&fallbacks_table(&s.fallbacks).render(style));
+    }
+    let excluded: Vec<String> = s
+        .cross_check
+        .sources
+        .iter()
+        .filter_map(|c| Some(format!("  {}: {}\n", c.address, c.excluded.as_deref()?)))
+        .collect();
+    if !excluded.is_empty() {
+        out.push_str("Not counted as independent:\n");
+        out.push_str(&excluded.concat());
     }
     if !s.alerts.is_empty() {
         out.push('\n');
@@ -125,6 +136,38 @@ fn primary_line(s: &Status, style: Style) -> String {
     }
     if !p.detail.is_empty() {
         line.push_str(&format!(": {}", p.detail));
+    }
+    line
+}
+
+/// How the reference in use stands against the independent sources.
+fn cross_check_line(s: &Status, style: Style) -> String {
+    let c = &s.cross_check;
+    let counted = c.sources.iter().filter(|x| x.counted()).count();
+    let names: Vec<String> = c
+        .sources
+        .iter()
+        .filter(|x| x.counted())
+        .map(|x| x.address.to_string())
+        .collect();
+    let mut line = if counted >= MIN_INDEPENDENT {
+        format!(
+            "{counted} independent sources ({}), median {}",
+            names.join(", "),
+            c.median.map_or_else(|| "-".to_owned(), offset)
+        )
+    } else {
+        style.paint(
+            &format!(
+                "cannot cross-check: {counted} independent source{} answering, {MIN_INDEPENDENT} needed",
+                if counted == 1 { "" } else { "s" }
+            ),
+            Paint::Warn,
+        )
+    };
+    if s.primary.distrusted {
+        line.push_str("; ");
+        line.push_str(&style.paint("primary kept out of selection (it disagreed)", Paint::Bad));
     }
     line
 }

@@ -42,6 +42,7 @@ fn source(id: ChronySourceId, mode: ChronySourceMode, state: SelectionState) -> 
         offset: Some(Offset::from_nanos(-1_500)),
         error: Duration::from_micros(20),
         noselect: Some(false),
+        remote: None,
     }
 }
 
@@ -117,6 +118,8 @@ fn scrape(role: Role) -> Scrape {
                 healthy: Some(true),
                 detail: "GPS healthy".into(),
                 for_: Some(Duration::from_secs(60)),
+                distrusted: false,
+                unchecked: None,
             },
             gps: (role == Role::Gps).then(gps_status),
             clock: ClockStatus {
@@ -142,6 +145,7 @@ fn scrape(role: Role) -> Scrape {
                 offset: Some(Offset::from_nanos(-1_500)),
                 silent_for: None,
             }],
+            cross_check: Default::default(),
             changes_last_hour: 1,
             max_changes_per_hour: 6,
             alerts: vec![
