@@ -24,6 +24,10 @@ use gnomon_lab::{
     sim::{ScriptEvent, Sim},
 };
 
+/// An alert opens once its condition has held for `ALERT_SETTLE`; the
+/// simulator passes once a second, so by this many seconds after.
+const SETTLED: f64 = 2.0;
+
 fn secs(t: MonoTime) -> f64 {
     t.as_duration().as_secs_f64()
 }
@@ -100,8 +104,9 @@ fn run_tracking_clock(s: &mut Scenario, from: u64) -> Duration {
 fn s1_power_outage() {
     let sim = run(scenarios::power_outage());
     let (g, h) = (grace(&sim), hold(&sim));
-    // The 1970 clock is a critical alert from the first pass.
-    assert!(alert_opened(&sim, AlertKind::ClockBeforeFloor) < 1.0);
+    // The 1970 clock is a critical alert once it has held for the settle
+    // time (an alert never opens and resolves within a second).
+    assert!(alert_opened(&sim, AlertKind::ClockBeforeFloor) <= SETTLED);
     assert!(alert_message(&sim, AlertKind::ClockBeforeFloor).contains("not yet valid"));
     // Fallbacks engaged when the grace ran out, not before, not much after.
     let engaged = decision_at(&sim, DecisionKind::EngageFallbacks);
@@ -139,7 +144,8 @@ fn s1_power_outage() {
     let resolved = sim
         .alert_at(AlertKind::FallbackEngaged, AlertPhase::Resolved)
         .unwrap();
-    assert!((secs(resolved) - released).abs() < 0.01);
+    // Resolved once the release has stood for the settle time.
+    assert!(secs(resolved) >= released && secs(resolved) <= released + SETTLED);
     assert_eq!(sim.engine().state(), EngineState::Primary);
     assert_eq!(sim.world().selected_name(), GPS1);
     assert!(sim.world().clock_error.abs() < Duration::from_secs(1));
@@ -167,7 +173,7 @@ fn s1_power_outage_gps_host() {
 #[test]
 fn s2_clock_in_the_past_1970() {
     let sim = run(scenarios::clock_in_the_past_1970());
-    assert!(alert_opened(&sim, AlertKind::ClockBeforeFloor) < 1.0);
+    assert!(alert_opened(&sim, AlertKind::ClockBeforeFloor) <= SETTLED);
     let msg = alert_message(&sim, AlertKind::ClockBeforeFloor);
     for consequence in ["TLS", "DNSSEC", "WireGuard"] {
         assert!(msg.contains(consequence), "{msg}");
@@ -221,11 +227,13 @@ fn s3_gps_rollover() {
         gates[1].0
     );
     let opened = alert_opened(&sim, AlertKind::GpsInsane);
-    assert!((opened - gates[1].0).abs() < 0.01);
+    assert!(opened >= gates[1].0 && opened <= gates[1].0 + SETTLED);
     let msg = alert_message(&sim, AlertKind::GpsInsane);
     assert!(msg.contains("1024 weeks") && msg.contains("floor"), "{msg}");
+    // A GPS that is confidently wrong gets no grace: the fallbacks engage
+    // on the same epoch the gate closes on.
     let engaged = decision_at(&sim, DecisionKind::EngageFallbacks);
-    assert!(engaged >= 300.0 + grace(&sim) && engaged < 302.0 + grace(&sim));
+    assert!((engaged - gates[1].0).abs() < 0.01, "engaged at {engaged}");
     assert!(PUB.contains(&sim.world().selected_name().as_str()));
     assert_eq!(sim.engine().state(), EngineState::Fallback);
 }
@@ -233,7 +241,7 @@ fn s3_gps_rollover() {
 #[test]
 fn s3_gps_rollover_at_boot_without_network() {
     let sim = run(scenarios::gps_rollover_at_boot());
-    assert!(alert_opened(&sim, AlertKind::GpsInsane) < 1.0);
+    assert!(alert_opened(&sim, AlertKind::GpsInsane) <= SETTLED);
     assert!(alert_message(&sim, AlertKind::GpsInsane).contains("rollover"));
     assert!(gate_actions(&sim).is_empty(), "the gate must never open");
     assert!(!sim.engine().gate_open());
@@ -467,7 +475,7 @@ fn s8_freeze_survives_restart_and_thaw_reconciles() {
     // Still observing and alerting while frozen.
     let nur = alert_opened(&sim, AlertKind::NoUsableReference);
     assert!(nur > 120.0 && nur < 400.0);
-    assert!(alert_opened(&sim, AlertKind::Frozen) < 61.0);
+    assert!(alert_opened(&sim, AlertKind::Frozen) <= 60.0 + SETTLED);
     // The restart at 400 s came back frozen, from disk.
     assert!(sim
         .states()

@@ -291,13 +291,15 @@ impl GpsWatch {
     }
 
     /// Judges the GPS now. `independent` is the median offset of
-    /// independent NTP sources and how many there were, when measurable.
+    /// independent NTP sources and how many there were, when measurable;
+    /// `correction` is chrony's (its clock − the system clock), when known.
     pub(crate) fn verdict(
         &self,
         now: MonoTime,
         t: &Thresholds,
         floor: WallTime,
         independent: Option<(Offset, usize)>,
+        correction: Option<Offset>,
     ) -> GpsVerdict {
         let mut v = GpsVerdict::default();
         let pps_present = self.pps_present(now, t);
@@ -334,7 +336,7 @@ impl GpsWatch {
                 }
             }
         }
-        v.insanity = self.insanity(now, epoch, t, floor, independent);
+        v.insanity = self.insanity(now, epoch, t, floor, independent, correction);
         v
     }
 
@@ -345,6 +347,7 @@ impl GpsWatch {
         t: &Thresholds,
         floor: WallTime,
         independent: Option<(Offset, usize)>,
+        correction: Option<Offset>,
     ) -> Option<GpsInsanity> {
         let gps = epoch.utc?;
         if gps < floor {
@@ -372,6 +375,23 @@ impl GpsWatch {
         if let Some((at, by)) = self.last_jump {
             if now.since(at) < t.hold {
                 return Some(GpsInsanity::Jumped { by });
+            }
+            if independent.is_none() {
+                // Nothing independent says which second is right: the GPS
+                // is trusted again only once it agrees with the clock it
+                // disciplined before the jump (a glitch that went back),
+                // never because the suspicion merely aged.
+                let mut allowed = t.max_gps_disagreement;
+                if !self.offset_from_pps {
+                    allowed = allowed.saturating_add(t.nmea_window);
+                }
+                let agrees = match (self.gps_offset, correction) {
+                    (Some(g), Some(c)) => (g - c).abs() <= allowed,
+                    _ => false,
+                };
+                if !agrees {
+                    return Some(GpsInsanity::Jumped { by });
+                }
             }
         }
         if let (Some((indep, sources)), Some(gps_offset)) = (independent, self.gps_offset) {
@@ -513,7 +533,7 @@ mod tests {
     fn healthy_receiver_is_healthy_and_pps_anchored() {
         let mut w = GpsWatch::new(true);
         feed(&mut w, 1, 5, 300, 0);
-        let v = w.verdict(at(5400), &t(), floor(), Some((Offset::ZERO, 3)));
+        let v = w.verdict(at(5400), &t(), floor(), Some((Offset::ZERO, 3)), None);
         assert!(v.healthy(), "{}", v.describe());
         let obs = w.observation(at(5400));
         assert!(obs.offset_from_pps);
@@ -528,7 +548,7 @@ mod tests {
         let mut w = GpsWatch::new(true);
         feed(&mut w, 1, 3, 300, rolled);
         for indep in [None, Some((Offset::ZERO, 2))] {
-            let v = w.verdict(at(3400), &t(), floor(), indep);
+            let v = w.verdict(at(3400), &t(), floor(), indep, None);
             assert!(
                 matches!(v.insanity, Some(GpsInsanity::Rollover { .. })),
                 "{indep:?}: {}",
@@ -538,7 +558,7 @@ mod tests {
         // Far before the floor and not one era back: plainly before the floor.
         let mut w = GpsWatch::new(true);
         feed(&mut w, 1, 3, 300, -5 * 365 * 86_400);
-        let v = w.verdict(at(3400), &t(), floor(), None);
+        let v = w.verdict(at(3400), &t(), floor(), None, None);
         assert!(matches!(v.insanity, Some(GpsInsanity::BeforeFloor { .. })));
     }
 
@@ -547,7 +567,7 @@ mod tests {
         let mut w = GpsWatch::new(true);
         feed(&mut w, 1, 3, 300, 0);
         feed(&mut w, 4, 2, 950, 0);
-        let v = w.verdict(at(5950), &t(), floor(), Some((Offset::ZERO, 3)));
+        let v = w.verdict(at(5950), &t(), floor(), Some((Offset::ZERO, 3)), None);
         assert!(v.insanity.is_none(), "{}", v.describe());
         assert!(v
             .faults
@@ -561,21 +581,42 @@ mod tests {
         let mut w = GpsWatch::new(true);
         feed(&mut w, 1, 3, 300, 0);
         feed(&mut w, 4, 1, 300, 1);
-        let v = w.verdict(at(4300), &th, floor(), None);
+        let v = w.verdict(at(4300), &th, floor(), None, None);
         match v.insanity {
             Some(GpsInsanity::Jumped { by }) => assert_eq!(by, Offset::from_secs(1)),
             other => panic!("{other:?}"),
         }
-        // Still suspicious just before the hold ends, not after (no
-        // independent source to keep it insane).
+        // Still suspicious just before the hold ends whatever is known.
         feed(&mut w, 5, 400, 300, 1);
         let end = 4300 + u64::try_from(th.hold.as_millis()).unwrap();
+        let agreeing = Some((Offset::from_secs(1), 3));
         assert!(w
-            .verdict(at(end - 1000), &th, floor(), None)
+            .verdict(at(end - 1000), &th, floor(), agreeing, None)
             .insanity
             .is_some());
+        // After the hold: independent sources that agree with the new
+        // second clear it.
         assert!(w
-            .verdict(at(end + 1), &th, floor(), None)
+            .verdict(at(end + 1), &th, floor(), agreeing, None)
+            .insanity
+            .is_none());
+        // Without them, only the clock it disciplined before the jump can:
+        // it says the old second, so the suspicion stands past the hold.
+        for later in [end + 1, end + 300] {
+            assert!(matches!(
+                w.verdict(at(later), &th, floor(), None, Some(Offset::ZERO))
+                    .insanity,
+                Some(GpsInsanity::Jumped { .. })
+            ));
+            assert!(w
+                .verdict(at(later), &th, floor(), None, None)
+                .insanity
+                .is_some());
+        }
+        // A clock that agrees with the GPS's second (a glitch that went
+        // back) lets it be trusted again.
+        assert!(w
+            .verdict(at(end + 1), &th, floor(), None, Some(Offset::from_secs(1)))
             .insanity
             .is_none());
     }
@@ -588,7 +629,7 @@ mod tests {
         feed(&mut w, 1, 3, 300, 0);
         let indep = Some((Offset::from_millis(700), 3));
         assert!(matches!(
-            w.verdict(at(3400), &th, floor(), indep).insanity,
+            w.verdict(at(3400), &th, floor(), indep, None).insanity,
             Some(GpsInsanity::Disagrees { .. })
         ));
         // Without PPS the offset comes from sentence arrival (here 300 ms
@@ -613,7 +654,7 @@ mod tests {
                 &th2,
             );
         }
-        let v = w.verdict(at(3400), &th2, floor(), indep);
+        let v = w.verdict(at(3400), &th2, floor(), indep, None);
         assert!(v.healthy(), "{}", v.describe());
         assert!(!w.observation(at(3400)).offset_from_pps);
     }
@@ -626,7 +667,7 @@ mod tests {
         feed(&mut w, 7, 1, 300, 0); // pulses 4..6 never came
         assert_eq!(w.observation(at(7400)).missed_pulses, 3);
         let later = at(7000 + u64::try_from(th.pps_timeout.as_millis()).unwrap() + 1);
-        let v = w.verdict(later, &th, floor(), None);
+        let v = w.verdict(later, &th, floor(), None, None);
         assert!(v.faults.contains(&GpsFault::PpsMissing), "{}", v.describe());
     }
 }

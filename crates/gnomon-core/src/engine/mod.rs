@@ -637,24 +637,43 @@ impl Engine {
                     (check, independent)
                 });
                 let (check, independent) = check.unwrap_or_default();
+                let correction = self
+                    .fresh_snapshot(now, t)
+                    .map(|s| s.tracking.system_offset);
                 let verdict = self
                     .gps
                     .as_ref()
-                    .map(|g| g.verdict(now, t, floor, independent))
+                    .map(|g| g.verdict(now, t, floor, independent, correction))
                     .unwrap_or_default();
                 if verdict.healthy() {
                     self.gps_healthy_since.get_or_insert(now);
                 } else {
                     self.gps_healthy_since = None;
                 }
-                let settled = self
-                    .gps_healthy_since
-                    .is_some_and(|s| now.since(s) >= t.gps_settle);
+                // The independent sources get the settle time too: a GPS
+                // a whole number of seconds off (18 s after a cold start)
+                // must meet them before its first sample reaches chrony.
+                let independents_heard = check.judging_median().is_some()
+                    || self.fallbacks.is_empty()
+                    || self
+                        .fallback_watch
+                        .iter()
+                        .filter_map(|w| w.watched_since)
+                        .min()
+                        .is_some_and(|s| now.since(s) >= t.gps_settle);
+                let settled = independents_heard
+                    && self
+                        .gps_healthy_since
+                        .is_some_and(|s| now.since(s) >= t.gps_settle);
                 let detail = match self.gps_healthy_since {
-                    Some(s) if !settled => format!(
+                    Some(s) if !settled && independents_heard => format!(
                         "GPS healthy for {}, trusted after {}",
                         human_duration(now.since(s)),
                         human_duration(t.gps_settle)
+                    ),
+                    Some(s) if !settled => format!(
+                        "GPS healthy for {}, waiting for independent sources to cross-check it",
+                        human_duration(now.since(s))
                     ),
                     _ => gps_detail(&verdict, self.gps.as_ref().map(|g| g.observation(now))),
                 };
