@@ -19,7 +19,7 @@ use std::{
 use gnomon_core::{
     config::{GpsConfig, GpsSourceKind, PpsKind},
     gps::PpsEdge,
-    time::{MonoTime, WallTime, GPS_ROLLOVER},
+    time::{MonoTime, Offset, WallTime, GPS_ROLLOVER},
 };
 use rustix::{
     fs::{Mode, OFlags},
@@ -51,6 +51,10 @@ pub enum HatMode {
     PulsesNoFix,
     /// Pulses every second and no sentences at all (the UART went quiet).
     PulsesOnly,
+    /// A 3D fix and pulses on the true second, but the sentences name
+    /// another second, this many seconds off: a receiver bug, or the
+    /// GPS−UTC leap offset (18 s) not yet known after a cold start.
+    WrongSecond(i32),
 }
 
 impl HatMode {
@@ -58,7 +62,11 @@ impl HatMode {
     pub fn pulses(self) -> bool {
         matches!(
             self,
-            HatMode::Healthy | HatMode::Rollover | HatMode::PulsesNoFix | HatMode::PulsesOnly
+            HatMode::Healthy
+                | HatMode::Rollover
+                | HatMode::PulsesNoFix
+                | HatMode::PulsesOnly
+                | HatMode::WrongSecond(_)
         )
     }
 
@@ -69,7 +77,10 @@ impl HatMode {
 
     /// Whether the sentences report a fix.
     pub fn has_fix(self) -> bool {
-        matches!(self, HatMode::Healthy | HatMode::Rollover)
+        matches!(
+            self,
+            HatMode::Healthy | HatMode::Rollover | HatMode::WrongSecond(_)
+        )
     }
 }
 
@@ -111,6 +122,7 @@ pub fn nmea_second(utc: WallTime, mode: HatMode) -> Vec<String> {
 pub fn reported_time(edge: WallTime, mode: HatMode) -> WallTime {
     match mode {
         HatMode::Rollover => edge.minus(GPS_ROLLOVER),
+        HatMode::WrongSecond(n) => edge.offset_by(Offset::from_secs(i64::from(n))),
         HatMode::Healthy
         | HatMode::NoFix
         | HatMode::Silent
@@ -448,6 +460,17 @@ mod tests {
         assert!(s[0].starts_with("$GPRMC,024755.00,A,"), "{}", s[0]);
         assert!(s[0].contains(",080407,"), "{}", s[0]);
         assert_eq!(reported_time(edge, HatMode::Healthy), edge);
+    }
+
+    #[test]
+    fn a_wrong_second_is_named_with_a_fix_and_pulses() {
+        let edge = WallTime::from_utc(2026, 11, 22, 2, 47, 55, 0).unwrap();
+        let mode = HatMode::WrongSecond(18);
+        let t = reported_time(edge, mode);
+        assert_eq!(t, WallTime::from_utc(2026, 11, 22, 2, 48, 13, 0).unwrap());
+        assert!(mode.pulses() && mode.has_fix());
+        let s = nmea_second(t, mode);
+        assert!(s[0].starts_with("$GPRMC,024813.00,A,"), "{}", s[0]);
     }
 
     #[test]

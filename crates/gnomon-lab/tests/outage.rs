@@ -91,3 +91,23 @@ fn chronyd_restart() {
 fn freeze() {
     scenario("freeze");
 }
+
+#[test]
+fn primary_lies() {
+    scenario("primary-lies");
+}
+
+#[test]
+fn gps_wrong_second() {
+    scenario("gps-wrong-second");
+}
+
+#[test]
+fn gps_leap_offset_at_boot() {
+    scenario("gps-leap-offset-at-boot");
+}
+
+#[test]
+fn gps_own_echo() {
+    scenario("gps-own-echo");
+}

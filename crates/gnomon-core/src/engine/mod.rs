@@ -123,6 +123,8 @@ pub struct Engine {
     primary_healthy_since: Option<MonoTime>,
     primary_unhealthy_since: Option<MonoTime>,
     primary_ever_healthy: bool,
+    /// When the primary was last judged healthy.
+    primary_last_healthy: Option<MonoTime>,
     gps_verdict: GpsVerdict,
     gps_healthy_since: Option<MonoTime>,
     fallback_watch: Vec<FallbackWatch>,
@@ -197,6 +199,7 @@ impl Engine {
             primary_healthy_since: None,
             primary_unhealthy_since: None,
             primary_ever_healthy: false,
+            primary_last_healthy: None,
             gps_verdict: GpsVerdict::default(),
             gps_healthy_since: None,
             fallback_watch: Vec::new(),
@@ -686,6 +689,22 @@ impl Engine {
                 }
             }
             Role::Client => match self.fresh_snapshot(now, t) {
+                // chrony replaces a source whose options change (a
+                // distrusted primary made selectable again): the new one
+                // has no sample yet. One healthy a moment ago is the same
+                // server, not a dead one.
+                Some(snap)
+                    if self.primary.healthy == Some(true)
+                        && self
+                            .primary_last_healthy
+                            .is_some_and(|at| now.since(at) <= t.chrony_max_age)
+                        && self.primaries.iter().all(|p| {
+                            snap.source(&p.address)
+                                .is_some_and(|r| r.reach == 0 && r.last_sample_ago.is_none())
+                        }) =>
+                {
+                    self.primary.clone()
+                }
                 Some(snap) => {
                     let (health, check) = judge_client_primary(
                         &self.primaries,
@@ -695,6 +714,9 @@ impl Engine {
                         t,
                     );
                     self.cross_check = check;
+                    if health.healthy == Some(true) {
+                        self.primary_last_healthy = Some(now);
+                    }
                     health
                 }
                 // A snapshot dropped because the clock was just stepped is

@@ -105,6 +105,14 @@ pub struct LabOptions {
     pub faketime: BTreeMap<String, String>,
     /// Replaces the lab thresholds on every gnomond.
     pub thresholds: Thresholds,
+    /// gps1 is a plain LAN NTP server serving its own clock (chronyd with
+    /// `local stratum 1`, no refclock, no gnomond): a primary whose clock
+    /// a scenario can fake.
+    pub gps1_plain_server: bool,
+    /// gps1's gnomond also has srv1 and srv2 as peers, as in the deploy
+    /// example, but without `follows-this-host`: it must tell by their
+    /// reference ID that they take their time from it.
+    pub gps1_peers_servers: bool,
 }
 
 impl Default for LabOptions {
@@ -115,6 +123,8 @@ impl Default for LabOptions {
             hat_mode: HatMode::Healthy,
             faketime: BTreeMap::new(),
             thresholds: lab_thresholds(),
+            gps1_plain_server: false,
+            gps1_peers_servers: false,
         }
     }
 }
@@ -181,9 +191,15 @@ impl Lab {
         for (name, address) in hosts() {
             let state_dir = lab.dir.path().join(format!("{name}-state"));
             std::fs::create_dir(&state_dir)?;
-            let chronyd_spec = chronyd_spec(name, address, options.stock, &refclock);
-            let config = (!options.stock && !PUBS.contains(&name)).then(|| {
-                gnomond_config(name, &options.thresholds, &pps_socket, &refclock, &lab.hat)
+            let plain = options.gps1_plain_server && name == GPS1;
+            let chronyd_spec = chronyd_spec(name, address, options.stock, plain, &refclock);
+            let config = (!options.stock && !plain && !PUBS.contains(&name)).then(|| {
+                let mut config =
+                    gnomond_config(name, &options.thresholds, &pps_socket, &refclock, &lab.hat);
+                if name == GPS1 && options.gps1_peers_servers {
+                    config.fallback.peers = SERVERS.iter().map(|s| lab_source(s)).collect();
+                }
+                config
             });
             lab.hosts.push(Host {
                 name,
@@ -416,13 +432,21 @@ fn lab_source(host: &str) -> NtpServerConfig {
     }
 }
 
-fn chronyd_spec(name: &str, address: Ipv4Addr, stock: bool, refclock: &Path) -> ChronydSpec {
+/// `plain`: the host serves its own clock (see [`LabOptions::gps1_plain_server`]).
+fn chronyd_spec(
+    name: &str,
+    address: Ipv4Addr,
+    stock: bool,
+    plain: bool,
+    refclock: &Path,
+) -> ChronydSpec {
     let mut spec = ChronydSpec::client(name);
     spec.ntp_port = NTP_PORT;
     spec.bind_address = Some(IpAddr::V4(address));
     spec.extra_conf.push(format!("allow {LAB_NETWORK}"));
-    if PUBS.contains(&name) {
-        // A public server on a good clock (the machine's own, never set).
+    if PUBS.contains(&name) || plain {
+        // A server on its own clock: a public server (the machine's, never
+        // set), or gps1 as a plain LAN server (whose clock may be faked).
         spec.extra_conf.push("local stratum 1".to_owned());
         return spec;
     }
@@ -576,7 +600,7 @@ mod tests {
             "{:?}",
             gps1.check()
         );
-        let stock = chronyd_spec(SRV1, Ipv4Addr::new(10, 199, 0, 11), true, p);
+        let stock = chronyd_spec(SRV1, Ipv4Addr::new(10, 199, 0, 11), true, false, p);
         assert!(!stock.with_sourcedir);
         assert!(stock
             .extra_conf

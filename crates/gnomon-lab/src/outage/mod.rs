@@ -5,12 +5,14 @@
 //! - [`lab`]: the hosts and their processes;
 //! - [`run`]: one scenario's observer, timeline, figures and checks;
 //! - [`stories`]: the scenarios themselves;
+//! - [`lies`]: the S10 scenarios, references that answer and are wrong;
 //! - [`demo`]: the power outage told for a newcomer.
 //!
 //! Root only (namespaces, chronyd as root). docs/lab.md explains it.
 
 pub mod demo;
 pub mod lab;
+pub mod lies;
 pub mod run;
 pub mod stories;
 

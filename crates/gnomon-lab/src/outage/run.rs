@@ -114,6 +114,10 @@ pub struct AlertSeen {
     /// syslog priority: 2 critical, 4 warning, 5 notice.
     pub priority: u8,
     pub message: String,
+    /// GNOMON_SUBJECT, for alerts about one thing (a fallback, a file).
+    pub subject: Option<String>,
+    /// GNOMON_ACTIVE_FOR_S: whole seconds the condition lasted.
+    pub active_for_s: Option<u64>,
 }
 
 /// A pass/fail assertion.
@@ -136,6 +140,8 @@ pub struct Figures {
     pub source_changes: BTreeMap<String, u32>,
     /// How long the run watched.
     pub watched: Duration,
+    /// Alert events per host: (opened, resolved).
+    pub alert_events: BTreeMap<String, (usize, usize)>,
 }
 
 /// How a run prints as it goes.
@@ -176,6 +182,9 @@ pub struct Run {
     /// Largest |remaining correction| per host since the last
     /// [`Run::reset_max_correction`].
     max_correction: BTreeMap<&'static str, Offset>,
+    /// Every remaining correction seen per host since the last reset, with
+    /// when: how long a clock was led away, not only how far.
+    corrections: BTreeMap<&'static str, Vec<(Duration, Offset)>>,
 }
 
 impl Run {
@@ -207,6 +216,7 @@ impl Run {
             last_selected: BTreeMap::new(),
             decisions: BTreeMap::new(),
             max_correction: BTreeMap::new(),
+            corrections: BTreeMap::new(),
         };
         run.event("lab", "lab up: 6 hosts, every chronyd started");
         run.tick()?;
@@ -475,6 +485,17 @@ impl Run {
             .unwrap_or_default()
     }
 
+    /// When (run time, to the observer's look) `host` first took a
+    /// decision of `kind` since the mark `since`.
+    pub fn decided_at(&self, host: &str, kind: &str, since: &str) -> Option<Duration> {
+        let from = self.marked(since).unwrap_or_default();
+        self.decisions
+            .get(host)?
+            .iter()
+            .find(|(at, d)| *at >= from && d.kind.name() == kind)
+            .map(|(at, _)| *at)
+    }
+
     /// Every decision of `host` seen so far.
     pub fn all_decisions(&self, host: &str) -> Vec<&Decision> {
         self.decisions
@@ -486,6 +507,21 @@ impl Run {
     /// Starts measuring the largest remaining correction afresh.
     pub fn reset_max_correction(&mut self) {
         self.max_correction.clear();
+        self.corrections.clear();
+    }
+
+    /// How long, since the last reset, `host`'s remaining correction was
+    /// more than `threshold` away from zero (from each look to the next).
+    pub fn led_away_for(&self, host: &str, threshold: Duration) -> Duration {
+        let Some(seen) = self.corrections.get(host) else {
+            return Duration::ZERO;
+        };
+        seen.windows(2)
+            .filter_map(|w| match w {
+                [(at, off), (next, _)] if off.abs() > threshold => Some(next.saturating_sub(*at)),
+                _ => None,
+            })
+            .sum()
     }
 
     /// The largest |remaining correction| chrony reported on `host` since
@@ -508,6 +544,11 @@ impl Run {
             }
         }
         if let Some(correction) = view.correction {
+            let now = self.elapsed();
+            self.corrections
+                .entry(host)
+                .or_default()
+                .push((now, correction));
             let max = self.max_correction.entry(host).or_insert(Offset::ZERO);
             if correction.abs() > max.abs() {
                 *max = correction;
@@ -607,7 +648,7 @@ impl Run {
             "-o",
             "json",
             "--all",
-            "--output-fields=GNOMON_ALERT,GNOMON_PHASE,PRIORITY,MESSAGE,_PID",
+            "--output-fields=GNOMON_ALERT,GNOMON_PHASE,GNOMON_SUBJECT,GNOMON_ACTIVE_FOR_S,PRIORITY,MESSAGE,_PID",
         ]);
         if let Some(cursor) = &self.journal_cursor {
             cmd.arg(format!("--after-cursor={cursor}"));
@@ -648,6 +689,8 @@ impl Run {
                 phase: get("GNOMON_PHASE").unwrap_or_default(),
                 priority: get("PRIORITY").and_then(|p| p.parse().ok()).unwrap_or(6),
                 message: get("MESSAGE").unwrap_or_default(),
+                subject: get("GNOMON_SUBJECT"),
+                active_for_s: get("GNOMON_ACTIVE_FOR_S").and_then(|s| s.parse().ok()),
             };
             let line = format!(
                 "journal: {} {} {}: {}",
@@ -665,6 +708,42 @@ impl Run {
     /// Ends the run: the figures, the checks, the timeline.
     pub fn finish(mut self, name: &str, title: &str) -> Report {
         self.figures.watched = self.elapsed();
+        // Every scenario: alerts counted per host, and none opened and
+        // resolved within a second (a condition that flickers is no alert).
+        let _ = self.read_alerts();
+        for a in &self.alerts {
+            let counts = self.figures.alert_events.entry(a.host.clone()).or_default();
+            match a.phase.as_str() {
+                "opened" => counts.0 += 1,
+                "resolved" => counts.1 += 1,
+                _ => {}
+            }
+        }
+        let flapped: Vec<String> = self
+            .alerts
+            .iter()
+            .filter(|a| a.phase == "resolved" && a.active_for_s == Some(0))
+            .map(|a| {
+                format!(
+                    "{} {}{} at {:.1} s",
+                    a.host,
+                    a.kind,
+                    a.subject
+                        .as_deref()
+                        .map_or_else(String::new, |s| format!(" ({s})")),
+                    a.at.as_secs_f64()
+                )
+            })
+            .collect();
+        self.check(
+            "no alert opened and resolved within a second",
+            flapped.is_empty(),
+            if flapped.is_empty() {
+                format!("{} alert events", self.alerts.len())
+            } else {
+                flapped.join("; ")
+            },
+        );
         for host in SERVERS {
             self.figures
                 .source_changes
@@ -758,6 +837,17 @@ impl Report {
                 seconds_or_never(f.loss_to_fallback.get(host)),
                 f.source_changes.get(host).copied().unwrap_or(0)
             );
+        }
+        let alerts: Vec<String> = self
+            .figures
+            .alert_events
+            .iter()
+            .map(|(host, (opened, resolved))| {
+                format!("{host} {opened} opened, {resolved} resolved")
+            })
+            .collect();
+        if !alerts.is_empty() {
+            let _ = writeln!(text, "  alerts: {}", alerts.join("; "));
         }
         let _ = writeln!(text, "checks:");
         for check in &self.checks {

@@ -13,6 +13,7 @@ use gnomon_core::time::Offset;
 
 use super::{
     lab::{lab_thresholds, LabOptions, GPS1, PUBS, SERVERS, SRV1, SRV2},
+    lies,
     run::{HostView, Run},
     Scenario,
 };
@@ -83,33 +84,61 @@ pub const ALL: &[Scenario] = &[
         options: LabOptions::default,
         play: freeze,
     },
+    Scenario {
+        name: "primary-lies",
+        incident: "S10",
+        title: "gps1 serves a clock 1 s ahead: srv1/srv2 keep it out at once, engage, never step to it",
+        options: lies::primary_lies_options,
+        play: lies::primary_lies,
+    },
+    Scenario {
+        name: "gps-wrong-second",
+        incident: "S10",
+        title: "gps1's receiver names a second 1 s, then 18 s off, pulses true: no sample reaches chrony",
+        options: LabOptions::default,
+        play: lies::gps_wrong_second,
+    },
+    Scenario {
+        name: "gps-leap-offset-at-boot",
+        incident: "S10",
+        title: "gps1's receiver cold-starts 18 s off: the gate never opens until it is right",
+        options: lies::gps_leap_offset_at_boot_options,
+        play: lies::gps_leap_offset_at_boot,
+    },
+    Scenario {
+        name: "gps-own-echo",
+        incident: "S10",
+        title: "Internet down, gps1's only other sources are its own clients: the echo vouches for nothing",
+        options: lies::gps_own_echo_options,
+        play: lies::gps_own_echo,
+    },
 ];
 
 /// How long the outage lasts before gps1 boots (both power-outage and
 /// baseline-stock watch this long).
 pub const OUTAGE: Duration = Duration::from_secs(30);
 
-fn grace() -> Duration {
+pub(super) fn grace() -> Duration {
     lab_thresholds().grace
 }
 
-fn hold() -> Duration {
+pub(super) fn hold() -> Duration {
     lab_thresholds().hold
 }
 
-fn secs(d: Duration) -> String {
+pub(super) fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
 /// chrony selects one of the fallbacks: a pub or the LAN peer.
-fn on_fallback(v: &HostView) -> bool {
+pub(super) fn on_fallback(v: &HostView) -> bool {
     v.selected
         .as_deref()
         .is_some_and(|s| PUBS.contains(&s) || SERVERS.contains(&s))
 }
 
 /// chrony selects gps1 and gnomon has the fallbacks on standby.
-fn on_primary(v: &HostView) -> bool {
+pub(super) fn on_primary(v: &HostView) -> bool {
     v.selected.as_deref() == Some(GPS1) && v.fallbacks_engaged() == Some(false)
 }
 
@@ -121,7 +150,7 @@ fn fallbacks_noselect(v: &HostView, host: &str) -> bool {
         .all(|f| v.noselect(f) == Some(true))
 }
 
-fn both(run: &Run, pred: impl Fn(&HostView) -> bool) -> bool {
+pub(super) fn both(run: &Run, pred: impl Fn(&HostView) -> bool) -> bool {
     SERVERS.iter().all(|h| pred(&run.view(h)))
 }
 
@@ -336,7 +365,7 @@ fn baseline_stock(run: &mut Run) -> io::Result<()> {
 /// NMEA, srv1 and srv2 on gps1 with their fallbacks on standby (they
 /// engage them at first, while gps1 settles, and release them after the
 /// hold). Marks `healthy`.
-fn healthy_start(run: &mut Run) -> io::Result<()> {
+pub(super) fn healthy_start(run: &mut Run) -> io::Result<()> {
     run.event(
         "lab",
         "every host boots normally; waiting for the steady state",
@@ -370,7 +399,7 @@ fn count_events(run: &Run, host: &str, text: &str, since: &str) -> usize {
 }
 
 /// Alerts of `kind` opened on `host` at or after the mark `since`.
-fn opened_since<'a>(
+pub(super) fn opened_since<'a>(
     run: &'a Run,
     host: &str,
     kind: &str,
