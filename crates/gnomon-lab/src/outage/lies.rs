@@ -225,7 +225,7 @@ fn wrong_second_episode(run: &mut Run, seconds: i32) -> io::Result<()> {
     run.lab.set_hat_mode(HatMode::WrongSecond(seconds));
     run.mark(&mark);
     run.reset_max_correction();
-    let fell_back = run.wait_for(Duration::from_secs(20), |r| {
+    let fell_back = run.wait_for(Duration::from_secs(30), |r| {
         let g = r.view(GPS1);
         g.gate_open() == Some(false)
             && g.fallbacks_engaged() == Some(true)
@@ -276,12 +276,17 @@ pub(super) fn gps_wrong_second(run: &mut Run) -> io::Result<()> {
     run.event(GPS1, "gps1's receiver names the right second again");
     run.lab.set_hat_mode(HatMode::Healthy);
     run.mark("right-again");
-    let back = run.wait_for(hold() * 2 + Duration::from_secs(40), |r| {
+    // Back to the steady state: the GPS trusted once the independent
+    // sources agree (after the jump's hold), the fallbacks released after
+    // another hold.
+    let back = run.wait_for(hold() * 3 + Duration::from_secs(40), |r| {
         let g = r.view(GPS1);
-        g.gate_open() == Some(true) && g.selected.as_deref() == Some("NMEA")
+        g.gate_open() == Some(true)
+            && g.selected.as_deref() == Some("NMEA")
+            && g.fallbacks_engaged() == Some(false)
     })?;
     run.check(
-        "gps1: the GPS trusted again once independent sources agree",
+        "gps1: the GPS trusted again once independent sources agree, fallbacks released",
         back.is_some(),
         back.zip(run.marked("right-again"))
             .map(|(t, m)| {
