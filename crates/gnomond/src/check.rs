@@ -7,7 +7,7 @@ use std::path::Path;
 use gnomon_core::{
     chrony::ChronySnapshot,
     config::{Config, PpsKind, Role},
-    engine::Status,
+    engine::{Status, MIN_INDEPENDENT},
     ipc::{CheckItem, CheckOutcome, CheckReport, GpsReport},
     source::{plan_disagreement, SourcePlan},
     time::human_duration,
@@ -113,6 +113,7 @@ pub fn report(i: &CheckInputs<'_>) -> CheckReport {
             i.status.primary.detail.clone(),
         ),
     });
+    items.push(cross_check_item(i.status));
     let clock = &i.status.clock;
     items.push(if clock.before_floor {
         item(
@@ -140,6 +141,57 @@ pub fn report(i: &CheckInputs<'_>) -> CheckReport {
         Some(e) => item("state-dir", CheckOutcome::Fail, e.to_owned()),
     });
     CheckReport { items }
+}
+
+/// Whether the reference can be judged against independent sources.
+fn cross_check_item(status: &Status) -> CheckItem {
+    let c = &status.cross_check;
+    let counted: Vec<String> = c
+        .sources
+        .iter()
+        .filter(|s| s.counted())
+        .map(|s| s.address.to_string())
+        .collect();
+    if status.primary.distrusted {
+        return item(
+            "cross-check",
+            CheckOutcome::Fail,
+            format!(
+                "the primary disagreed with the independent sources and is kept out of selection: {}",
+                status.primary.detail
+            ),
+        );
+    }
+    if counted.len() >= MIN_INDEPENDENT {
+        return item(
+            "cross-check",
+            CheckOutcome::Pass,
+            format!(
+                "{} independent sources ({}), median {}",
+                counted.len(),
+                counted.join(", "),
+                c.median.map_or_else(|| "-".to_owned(), |m| m.to_string())
+            ),
+        );
+    }
+    let left_out: Vec<String> = c
+        .sources
+        .iter()
+        .filter_map(|s| Some(format!("{}: {}", s.address, s.excluded.as_deref()?)))
+        .collect();
+    item(
+        "cross-check",
+        CheckOutcome::Warn,
+        format!(
+            "{} independent source(s) answering, {MIN_INDEPENDENT} needed: a wrong time from the reference would not be caught{}",
+            counted.len(),
+            if left_out.is_empty() {
+                String::new()
+            } else {
+                format!(" (not counted: {})", left_out.join("; "))
+            }
+        ),
+    )
 }
 
 fn sourcedir_item(i: &CheckInputs<'_>) -> CheckItem {

@@ -125,6 +125,9 @@ pub struct Engine {
     primary_ever_healthy: bool,
     /// When the primary was last judged healthy.
     primary_last_healthy: Option<MonoTime>,
+    /// When the plan last flipped the primary's `noselect` (chrony
+    /// re-adds it then, without samples).
+    primary_flipped_at: Option<MonoTime>,
     gps_verdict: GpsVerdict,
     gps_healthy_since: Option<MonoTime>,
     fallback_watch: Vec<FallbackWatch>,
@@ -200,6 +203,7 @@ impl Engine {
             primary_unhealthy_since: None,
             primary_ever_healthy: false,
             primary_last_healthy: None,
+            primary_flipped_at: None,
             gps_verdict: GpsVerdict::default(),
             gps_healthy_since: None,
             fallback_watch: Vec::new(),
@@ -698,6 +702,9 @@ impl Engine {
                         && self
                             .primary_last_healthy
                             .is_some_and(|at| now.since(at) <= t.chrony_max_age)
+                        && self
+                            .primary_flipped_at
+                            .is_some_and(|at| now.since(at) <= t.chrony_max_age)
                         && self.primaries.iter().all(|p| {
                             snap.source(&p.address)
                                 .is_some_and(|r| r.reach == 0 && r.last_sample_ago.is_none())
@@ -1090,6 +1097,7 @@ impl Engine {
                 let reason = format!("primary kept out of selection: {d}");
                 self.record(now, DecisionKind::DistrustPrimary, reason, out);
                 self.distrusted = true;
+                self.primary_flipped_at = Some(now);
             }
         } else if self.distrusted {
             let agreed_for = self
@@ -1103,6 +1111,7 @@ impl Engine {
                 );
                 self.record(now, DecisionKind::TrustPrimary, reason, out);
                 self.distrusted = false;
+                self.primary_flipped_at = Some(now);
             }
         }
     }
@@ -1315,7 +1324,9 @@ impl Engine {
                 );
             }
         }
-        if self.state != EngineState::Starting
+        // Not while acquiring: right after a start chrony has not polled
+        // the primary yet; the state says so, and the grace decides.
+        if !matches!(self.state, EngineState::Starting | EngineState::Acquiring)
             && self.primary.healthy == Some(false)
             && self.primary.lying.is_none()
             && self.gps_verdict.insanity.is_none()

@@ -75,6 +75,36 @@ fn led_away_check(run: &mut Run, host: &str, bound: Duration, while_: &str) {
     );
 }
 
+/// The `cross-check` item of `gnomonctl check --json` on `host`, checked
+/// to have `outcome` (`pass`, `warn`, `fail`).
+fn check_item_check(run: &mut Run, host: &str, outcome: &str) {
+    let item = run
+        .lab
+        .gnomonctl(host, &["check", "--json"])
+        .ok()
+        .and_then(|out| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
+        .and_then(|report| {
+            let text = |i: &serde_json::Value, k: &str| {
+                i.get(k)
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            report
+                .get("items")?
+                .as_array()?
+                .iter()
+                .find(|i| text(i, "name") == "cross-check")
+                .map(|i| (text(i, "outcome"), text(i, "detail")))
+        });
+    run.check(
+        &format!("{host}: gnomonctl check says cross-check {outcome}"),
+        item.as_ref().is_some_and(|(o, _)| o == outcome),
+        item.map(|(o, d)| format!("{o}: {d}"))
+            .unwrap_or_else(|| "no cross-check item".to_owned()),
+    );
+}
+
 /// gnomon's first `kind` decision on `host` since `mark`, checked to come
 /// within [`ACTION_BOUND`].
 fn acted_check(run: &mut Run, host: &str, kind: &str, mark: &str, what: &str) {
@@ -169,6 +199,7 @@ pub(super) fn primary_lies(run: &mut Run) -> io::Result<()> {
             alert.as_ref().is_some_and(|a| a.priority == 2),
             alert.map(|a| a.message).unwrap_or_default(),
         );
+        check_item_check(run, host, "fail");
         let steps = run.decisions(host, "step-clock", "lie").len();
         run.check(
             &format!("{host}: no step asked for towards gps1"),
@@ -409,6 +440,7 @@ pub(super) fn gps_own_echo(run: &mut Run) -> io::Result<()> {
     let said = run.wait_for(Duration::from_secs(20), |r| {
         !opened_since(r, GPS1, "cross-check-unavailable", "offline").is_empty()
     })?;
+    check_item_check(run, GPS1, "warn");
     run.check(
         "gps1: says the GPS cannot be cross-checked (cross-check-unavailable)",
         said.is_some(),
