@@ -194,6 +194,13 @@ fn power_outage(run: &mut Run) -> io::Result<()> {
     ));
     let bound = grace() + Duration::from_secs(10);
     run.wait_for(bound + Duration::from_secs(20), |r| both(r, on_fallback))?;
+    // An alert opens once its condition has held for a second, and the
+    // journal is read every few ticks.
+    run.wait_for(Duration::from_secs(5), |r| {
+        SERVERS
+            .iter()
+            .all(|h| !r.opened(h, "fallback-engaged").is_empty())
+    })?;
     for host in SERVERS {
         let first = run.figures().first_selected.get(host).copied();
         run.check(
