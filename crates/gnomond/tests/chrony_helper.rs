@@ -105,6 +105,30 @@ fn chronyd_starts_when_the_pps_device_is_missing() {
     assert_eq!(included, "refclock PPS /dev/null lock NMEA refid PPS\n");
 }
 
+/// The GPS snippet's include fails chronyd's start when its directory is
+/// missing ("Could not search for files matching"): the helper makes it.
+#[test]
+fn the_included_directory_exists_before_chronyd_starts() {
+    let root = fake_root();
+    fs::remove_dir(root.path().join("run/chrony")).unwrap();
+    let include = format!(
+        "include {}/run/chrony/gnomon-pps*.conf",
+        root.path().display()
+    );
+    let mut bare = ChronydSpec::client("include-missing");
+    bare.extra_conf = vec![include.clone()];
+    let refused = Chronyd::start(bare).expect_err("chronyd started with a missing include dir");
+    assert!(
+        refused.to_string().contains("Could not search for files"),
+        "chronyd failed for another reason: {refused}"
+    );
+    run_helper(root.path(), "pre");
+    assert!(root.path().join("run/chrony").is_dir());
+    let mut spec = ChronydSpec::client("include-made");
+    spec.extra_conf = vec![include];
+    Chronyd::start(spec).expect("chronyd with the include's directory made by the helper");
+}
+
 #[test]
 fn failsafe_sources_go_in_place_only_when_gnomond_wrote_none() {
     let root = fake_root();

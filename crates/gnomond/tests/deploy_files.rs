@@ -110,9 +110,19 @@ fn every_chrony_snippet_parses_and_points_where_gnomond_writes() {
         if text.contains("[Service]") {
             continue; // the chrony.service drop-in, a systemd file
         }
+        // The GPS snippet includes what the helper writes in /run/chrony,
+        // which chrony.service creates at its start: parsed here with the
+        // include pointed at a directory of the test's own.
+        let run_dir = tempfile::tempdir().unwrap();
+        let parsed = run_dir.path().join("snippet.conf");
+        fs::write(
+            &parsed,
+            text.replace("/run/chrony/", &format!("{}/", run_dir.path().display())),
+        )
+        .unwrap();
         let out = Command::new(&chronyd)
             .args(["-p", "-f"])
-            .arg(&path)
+            .arg(&parsed)
             .output()
             .unwrap();
         assert!(

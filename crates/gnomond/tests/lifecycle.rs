@@ -134,6 +134,9 @@ address = "192.0.2.10"
 [[fallback.servers]]
 address = "203.0.113.1"
 
+[[fallback.servers]]
+address = "203.0.113.2"
+
 [paths]
 state-dir = "/var/lib/gnomon"
 "#;
@@ -319,6 +322,8 @@ fn without_chronyd_gnomond_gets_ready_alerts_and_recovers() {
         Duration::from_secs(10),
     );
     assert!(line.contains("does not exist"), "{line}");
+    // Opened once the condition held for a second: the status now lists it.
+    let s = status(&d);
     assert!(
         s["status"]["alerts"]
             .as_array()

@@ -1597,13 +1597,16 @@ impl Engine {
     }
 
     /// The planned sources chrony measures the clock against, with what
-    /// each says of it (source − system).
+    /// each says of it (source − system); a primary that disagrees with the
+    /// independent sources is no evidence.
     fn measuring_sources(&self, now: MonoTime, t: &Thresholds) -> Vec<(&SourceAddress, Offset)> {
         let Some(snap) = self.fresh_snapshot(now, t) else {
             return Vec::new();
         };
+        let primary_trusted = !self.distrusted && self.primary.lying.is_none();
         self.primaries
             .iter()
+            .filter(|_| primary_trusted)
             .chain(self.fallbacks.iter().map(|(s, _)| s))
             .filter_map(|s| snap.source(&s.address).map(|r| (&s.address, r)))
             .filter(|(_, r)| {

@@ -496,10 +496,35 @@ mod tests {
         // The keys' column narrows to the longest key shown.
         assert!(
             out.contains(
-                "chrony     : unreachable: connection refused (/run/chrony/chronyd.sock)\n"
+                "chrony      : unreachable: connection refused (/run/chrony/chronyd.sock)\n"
             ),
             "{out}"
         );
         assert!(!out.contains("System offset"), "{out}");
+        // The fixture's peer follows this host: said, and not counted.
+        assert!(
+            out.contains(
+                "Cross-check : cannot cross-check: 1 independent source answering, 2 needed\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "Not counted as independent:\n  192.168.1.12: takes its time from this host"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_distrusted_primary_is_said_on_the_cross_check_line() {
+        let mut r = fixtures::status_report();
+        r.status.primary.distrusted = true;
+        r.status.cross_check.sources[0].excluded = None;
+        let out = render(&r, Style::plain());
+        assert!(
+            out.contains("2 independent sources (192.168.1.12, 206.108.0.131), median +480us; primary kept out of selection (it disagreed)"),
+            "{out}"
+        );
     }
 }
