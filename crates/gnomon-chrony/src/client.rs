@@ -89,7 +89,16 @@ pub struct ChronyClient {
     next_sequence: u32,
     /// chronyd answered "invalid command" to `selectdata` (chrony < 4.2).
     select_data_unsupported: bool,
+    /// Zero bytes added to an `ntpdata` request. chronyd answers only a
+    /// request at least as long as its reply, and chrony 4.4 and later
+    /// reply with more (RPY_NTP_DATA2) than chrony-candm pads for (4.3's
+    /// RPY_NTP_DATA): "bad packet length" until the request is longer.
+    ntp_data_padding: usize,
 }
+
+/// What an `ntpdata` request is padded with once chronyd has said it is
+/// too short: more than RPY_NTP_DATA2 adds to RPY_NTP_DATA.
+const NTP_DATA_EXTRA_PADDING: usize = 128;
 
 /// Our bound and connected socket; its file goes away with it.
 #[derive(Debug)]
@@ -133,6 +142,7 @@ impl ChronyClient {
             socket: None,
             next_sequence: random_u32(),
             select_data_unsupported: false,
+            ntp_data_padding: 0,
         }
     }
 
@@ -200,8 +210,14 @@ impl ChronyClient {
             attempt: u16::try_from(attempt).unwrap_or(u16::MAX),
             body,
         };
-        let mut packet = BytesMut::with_capacity(request.length());
+        let padding = if matches!(body, RequestBody::NtpData(_)) {
+            self.ntp_data_padding
+        } else {
+            0
+        };
+        let mut packet = BytesMut::with_capacity(request.length() + padding);
         request.serialize(&mut packet);
+        packet.resize(packet.len() + padding, 0);
         let command = request.cmd();
 
         let deadline = Instant::now() + self.config.timeout;
@@ -436,7 +452,16 @@ impl ChronyClient {
     /// cannot read): independence is then judged by configuration alone.
     async fn remote(&mut self, ip: IpAddr) -> Result<Option<RemoteReference>, ChronyError> {
         let body = RequestBody::NtpData(request::NtpData { ip_addr: ip.into() });
-        match self.request(body).await {
+        let mut reply = self.request(body).await;
+        if self.ntp_data_padding == 0
+            && matches!(&reply, Err(e) if e.status() == Some(ChronyStatus::BAD_PKT_LENGTH))
+        {
+            // chrony ≥ 4.4: ask again with room for its longer reply, and
+            // from now on.
+            self.ntp_data_padding = NTP_DATA_EXTRA_PADDING;
+            reply = self.request(body).await;
+        }
+        match reply {
             Ok(ReplyBody::NtpData(d)) => Ok(Some(RemoteReference {
                 ref_id: d.ref_id,
                 local_address: map::ip_addr(d.local_addr),
@@ -660,6 +685,11 @@ fn be_u32(packet: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(bytes.try_into().ok()?))
 }
 
+/// `RPY_NTP_DATA` (chrony ≤ 4.3) and `RPY_NTP_DATA2` (4.4 and later), in
+/// chrony's `candm.h`.
+const RPY_NTP_DATA: u16 = 16;
+const RPY_NTP_DATA2: u16 = 26;
+
 /// Byte offsets (from the start of the packet) of the timestamps in the
 /// replies chrony-candm decodes, per reply code (`RPY_*` in `candm.h`).
 fn timestamp_offsets(reply_code: u16) -> Vec<usize> {
@@ -669,8 +699,9 @@ fn timestamp_offsets(reply_code: u16) -> Vec<usize> {
         5 => vec![HEADER + 28],
         // rtc: the timestamp comes first.
         7 => vec![HEADER],
-        // ntp_data: two IPAddr, port, six bytes, three 32-bit fields.
-        16 => vec![HEADER + 60],
+        // ntp_data (and ntp_data2, the same up to its counters): two
+        // IPAddr, port, six bytes, three 32-bit fields.
+        RPY_NTP_DATA | RPY_NTP_DATA2 => vec![HEADER + 60],
         // manual_list2: n_samples, then 16 samples of 24 bytes.
         18 => (0..16).map(|i| HEADER + 4 + 24 * i).collect(),
         _ => Vec::new(),
@@ -714,7 +745,20 @@ fn decode(packet: &[u8], sequence: u32, command: u16) -> Decoded {
     if !timestamps_sane(packet, reply_code) {
         return Decoded::Malformed("timestamp out of range".to_owned());
     }
-    let mut buf = packet;
+    // chrony 4.4 and later answer `ntpdata` with RPY_NTP_DATA2: 4.3's
+    // RPY_NTP_DATA with more counters after it. chrony-candm knows only
+    // the first; read the shared part as it.
+    let renamed;
+    let mut buf = if reply_code == RPY_NTP_DATA2 {
+        let mut copy = packet.to_vec();
+        if let Some(code) = copy.get_mut(6..8) {
+            code.copy_from_slice(&RPY_NTP_DATA.to_be_bytes());
+        }
+        renamed = copy;
+        renamed.as_slice()
+    } else {
+        packet
+    };
     match Reply::deserialize(&mut buf) {
         Ok(reply) => Decoded::Reply(Box::new(reply.body)),
         Err(e) => Decoded::Malformed(e.to_string()),
@@ -723,6 +767,8 @@ fn decode(packet: &[u8], sequence: u32, command: u16) -> Decoded {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use chrony_candm::{common::ChronyAddr, reply::Status};
 
     use super::*;
@@ -737,6 +783,62 @@ mod tests {
         let mut buf = BytesMut::new();
         reply.serialize(&mut buf);
         buf.to_vec()
+    }
+
+    /// chrony ≥ 4.4 answers `ntpdata` with RPY_NTP_DATA2 (code 26): 4.3's
+    /// layout with more counters after it. Read as 4.3's.
+    #[test]
+    fn ntp_data2_is_read_as_ntp_data() {
+        let body = ReplyBody::NtpData(reply::NtpData {
+            remote_addr: Ipv4Addr::new(192, 0, 2, 10).into(),
+            local_addr: Ipv4Addr::new(192, 0, 2, 11).into(),
+            remote_port: 123,
+            leap: 0,
+            version: 4,
+            mode: 4,
+            stratum: 1,
+            poll: 6,
+            precision: -20,
+            root_delay: 0.0.into(),
+            root_dispersion: 0.0.into(),
+            ref_id: 0x4750_5300,
+            ref_time: std::time::UNIX_EPOCH,
+            offset: 0.0.into(),
+            peer_delay: 0.0.into(),
+            peer_dispersion: 0.0.into(),
+            response_time: 0.0.into(),
+            jitter_asymmetry: 0.0.into(),
+            flags: reply::NtpFlags::empty(),
+            tx_tss_char: 0,
+            rx_tss_char: 0,
+            total_tx_count: 1,
+            total_rx_count: 1,
+            total_valid_count: 1,
+        });
+        let command = Request {
+            sequence: 7,
+            attempt: 0,
+            body: RequestBody::NtpData(request::NtpData {
+                ip_addr: Ipv4Addr::new(192, 0, 2, 10).into(),
+            }),
+        }
+        .cmd();
+        let mut packet = reply_packet(7, command, body);
+        packet[6..8].copy_from_slice(&RPY_NTP_DATA2.to_be_bytes());
+        packet.extend_from_slice(&[0u8; 40]);
+        match decode(&packet, 7, command) {
+            Decoded::Reply(r) => match *r {
+                ReplyBody::NtpData(d) => {
+                    assert_eq!(d.ref_id, 0x4750_5300);
+                    assert_eq!(
+                        map::ip_addr(d.local_addr),
+                        Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11)))
+                    );
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
     }
 
     fn tracking_body() -> ReplyBody {

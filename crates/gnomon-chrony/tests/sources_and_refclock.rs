@@ -248,6 +248,21 @@ fn noselect_fallback_is_measured_then_engaged_then_removed() {
         thread::sleep(Duration::from_millis(200));
     }
     assert!(polls_before >= 32, "only {polls_before} polls in 4 s");
+    // Where the source takes its time from (`ntpdata`, whose reply grew
+    // after 4.3: the request is padded again when chronyd says it is too
+    // short): a `local stratum 1` server names 127.127.1.1, and this host's
+    // address on the association is loopback.
+    let remote = client
+        .source(&id)
+        .and_then(|s| s.remote)
+        .unwrap_or_else(|| panic!("{version}: no ntpdata for {name}"));
+    assert_eq!(remote.ref_id, 0x7F7F_0101, "{version}: {remote:?}");
+    assert_eq!(
+        remote.local_address,
+        Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        "{version}: {remote:?}"
+    );
+    assert!(!remote.follows_this_host(), "{version}: {remote:?}");
 
     // Engaged: `noselect` dropped.
     let engage_started = Instant::now();
