@@ -146,12 +146,6 @@ pub fn report(i: &CheckInputs<'_>) -> CheckReport {
 /// Whether the reference can be judged against independent sources.
 fn cross_check_item(status: &Status) -> CheckItem {
     let c = &status.cross_check;
-    let counted: Vec<String> = c
-        .sources
-        .iter()
-        .filter(|s| s.counted())
-        .map(|s| s.address.to_string())
-        .collect();
     if status.primary.distrusted {
         return item(
             "cross-check",
@@ -162,15 +156,14 @@ fn cross_check_item(status: &Status) -> CheckItem {
             ),
         );
     }
-    if counted.len() >= MIN_INDEPENDENT {
+    if let Some(median) = c.judging_median() {
         return item(
             "cross-check",
             CheckOutcome::Pass,
             format!(
-                "{} independent sources ({}), median {}",
-                counted.len(),
-                counted.join(", "),
-                c.median.map_or_else(|| "-".to_owned(), |m| m.to_string())
+                "{} independent sources ({}), median {median}",
+                c.counted(),
+                c.counted_names()
             ),
         );
     }
@@ -184,7 +177,7 @@ fn cross_check_item(status: &Status) -> CheckItem {
         CheckOutcome::Warn,
         format!(
             "{} independent source(s) answering, {MIN_INDEPENDENT} needed: a wrong time from the reference would not be caught{}",
-            counted.len(),
+            c.counted(),
             if left_out.is_empty() {
                 String::new()
             } else {

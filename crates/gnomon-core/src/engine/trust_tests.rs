@@ -188,6 +188,20 @@ impl Lan {
     }
 }
 
+/// The LAN peer is in the cross-check but not counted, for `why`.
+fn assert_peer_left_out(status: &super::Status, why: &str) {
+    let peer = status
+        .cross_check
+        .sources
+        .iter()
+        .find(|s| s.address.to_string() == PEER)
+        .unwrap();
+    assert!(
+        peer.excluded.as_deref().is_some_and(|w| w.contains(why)),
+        "{peer:?}"
+    );
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -264,18 +278,7 @@ fn a_primary_a_second_off_is_kept_out_at_once_and_never_stepped_to() {
     );
     let status = lan.engine.status(lan.now);
     assert!(status.primary.distrusted);
-    let peer = status
-        .cross_check
-        .sources
-        .iter()
-        .find(|s| s.address.to_string() == PEER)
-        .unwrap();
-    assert!(
-        peer.excluded
-            .as_deref()
-            .is_some_and(|w| w.contains("takes its time from 192.0.2.10")),
-        "{peer:?}"
-    );
+    assert_peer_left_out(&status, "takes its time from 192.0.2.10");
 
     // Still lying a while later: still out, still no step.
     lan.run_for(30);
@@ -341,18 +344,7 @@ fn with_one_independent_source_gnomon_says_it_cannot_judge() {
         "{:?}",
         status.primary
     );
-    let peer = status
-        .cross_check
-        .sources
-        .iter()
-        .find(|s| s.address.to_string() == PEER)
-        .unwrap();
-    assert!(
-        peer.excluded
-            .as_deref()
-            .is_some_and(|w| w.contains("takes its time from this host")),
-        "{peer:?}"
-    );
+    assert_peer_left_out(&status, "takes its time from this host");
     assert_eq!(lan.opened(AlertKind::CrossCheckUnavailable).len(), 1);
     // chrony follows the primary a second away: the step says it relies
     // on the primary alone.

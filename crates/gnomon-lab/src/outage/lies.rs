@@ -75,6 +75,20 @@ fn led_away_check(run: &mut Run, host: &str, bound: Duration, while_: &str) {
     );
 }
 
+/// A lying GPS never reaches chrony: gps1's correction stays within the
+/// lab's jitter, srv1's and srv2's within [`LED_AWAY_BOUND`].
+fn nobody_led_by_the_gps(run: &mut Run) {
+    led_away_check(
+        run,
+        GPS1,
+        GPS_HOST_BOUND,
+        "(no wrong sample reached chrony)",
+    );
+    for host in SERVERS {
+        led_away_check(run, host, LED_AWAY_BOUND, "while the GPS lies");
+    }
+}
+
 /// The `cross-check` item of `gnomonctl check --json` on `host`, checked
 /// to have `outcome` (`pass`, `warn`, `fail`).
 fn check_item_check(run: &mut Run, host: &str, outcome: &str) {
@@ -279,15 +293,7 @@ fn wrong_second_episode(run: &mut Run, seconds: i32) -> io::Result<()> {
         &mark,
         "fallbacks engaged at once",
     );
-    led_away_check(
-        run,
-        GPS1,
-        GPS_HOST_BOUND,
-        "(no wrong sample reached chrony)",
-    );
-    for host in SERVERS {
-        led_away_check(run, host, LED_AWAY_BOUND, "while the GPS lies");
-    }
+    nobody_led_by_the_gps(run);
     let insane = opened_since(run, GPS1, "gps-insane", &mark)
         .first()
         .map(|a| (*a).clone());
@@ -363,15 +369,7 @@ pub(super) fn gps_leap_offset_at_boot(run: &mut Run) -> io::Result<()> {
             }
         ),
     );
-    led_away_check(
-        run,
-        GPS1,
-        GPS_HOST_BOUND,
-        "(no wrong sample reached chrony)",
-    );
-    for host in SERVERS {
-        led_away_check(run, host, LED_AWAY_BOUND, "while the GPS is 18 s off");
-    }
+    nobody_led_by_the_gps(run);
     run.event(
         GPS1,
         "the receiver has the GPS−UTC offset now: right second",
@@ -466,14 +464,6 @@ pub(super) fn gps_own_echo(run: &mut Run) -> io::Result<()> {
         format!("gate open: {gate:?}"),
     );
     acted_check(run, GPS1, "gate-close", "echo-lie", "gate closed");
-    led_away_check(
-        run,
-        GPS1,
-        GPS_HOST_BOUND,
-        "(no wrong sample reached chrony)",
-    );
-    for host in SERVERS {
-        led_away_check(run, host, LED_AWAY_BOUND, "while the GPS lies");
-    }
+    nobody_led_by_the_gps(run);
     Ok(())
 }

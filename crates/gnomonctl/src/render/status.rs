@@ -143,18 +143,12 @@ fn primary_line(s: &Status, style: Style) -> String {
 /// How the reference in use stands against the independent sources.
 fn cross_check_line(s: &Status, style: Style) -> String {
     let c = &s.cross_check;
-    let counted = c.sources.iter().filter(|x| x.counted()).count();
-    let names: Vec<String> = c
-        .sources
-        .iter()
-        .filter(|x| x.counted())
-        .map(|x| x.address.to_string())
-        .collect();
-    let mut line = if counted >= MIN_INDEPENDENT {
+    let counted = c.counted();
+    let mut line = if let Some(median) = c.judging_median() {
         format!(
             "{counted} independent sources ({}), median {}",
-            names.join(", "),
-            c.median.map_or_else(|| "-".to_owned(), offset)
+            c.counted_names(),
+            offset(median)
         )
     } else {
         style.paint(
